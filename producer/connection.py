@@ -1,0 +1,61 @@
+"""Redis clients configured the same way everywhere, and URL redaction for logs."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+# Errors after which a command may be sent again on a fresh connection.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by `***`, safe to log or print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _backoff() -> ExponentialWithJitterBackoff:
+    return ExponentialWithJitterBackoff(base=0.05, cap=2.0)
+
+
+def sync_client(url: str, *, retries: int = 3, socket_timeout: float | None = 10.0) -> redis.Redis:
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(_backoff(), retries),
+        retry_on_error=list(TRANSIENT_ERRORS),
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=5.0,
+        health_check_interval=30,
+    )
+
+
+def async_client(url: str, *, retries: int = 3) -> redis.asyncio.Redis:
+    return redis.asyncio.Redis.from_url(
+        url,
+        retry=AsyncRetry(_backoff(), retries),
+        retry_on_error=list(TRANSIENT_ERRORS),
+        socket_timeout=10.0,
+        socket_connect_timeout=5.0,
+        health_check_interval=30,
+    )

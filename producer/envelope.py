@@ -1,0 +1,120 @@
+"""The job envelope: the JSON object every producer pushes (DESIGN §2).
+
+This model is the wire contract. It is deliberately strict about types (a `max_attempts`
+of `"3"` or `true` is an error, not a guess) and lenient about the unknown: extra fields are
+kept as they are and written back unchanged, so newer producers can talk to older workers.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
+
+from producer.errors import InvalidJob
+
+MAX_ID_LENGTH = 256
+MAX_TASK_NAME_LENGTH = 200
+
+TaskName = Annotated[str, Field(min_length=1, max_length=MAX_TASK_NAME_LENGTH, strict=True)]
+JobId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, strict=True)]
+PositiveSeconds = Annotated[StrictInt | StrictFloat, Field(gt=0, allow_inf_nan=False)]
+EpochSeconds = Annotated[StrictInt | StrictFloat, Field(ge=0, allow_inf_nan=False)]
+
+
+class JobEnvelope(BaseModel):
+    """One job as it travels through Redis."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    task: TaskName
+    args: list[Any] | dict[str, Any] = Field(default_factory=list)
+    id: JobId | None = None
+    max_attempts: Annotated[StrictInt, Field(ge=1)] | None = None
+    timeout: PositiveSeconds | None = None
+    enqueued_at: EpochSeconds | None = None
+
+    @property
+    def positional(self) -> list[Any]:
+        return self.args if isinstance(self.args, list) else []
+
+    @property
+    def keywords(self) -> dict[str, Any]:
+        return self.args if isinstance(self.args, dict) else {}
+
+    def to_json(self) -> bytes:
+        # Absent and null optional fields are the same thing on the wire; leave them out.
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def first_error(error: ValidationError) -> tuple[str | None, str]:
+    """The offending field (dotted path) and message of a pydantic validation error."""
+    detail = error.errors(include_url=False)[0]
+    location = detail["loc"]
+    field = str(location[0]) if location else None
+    if field == "args" and len(location) <= 2:
+        # The union's member names ("list[any]") would only confuse the reader.
+        return field, "must be a JSON array (positional) or object (keyword arguments)"
+    return field, detail["msg"]
+
+
+def validate_envelope(
+    data: Any, *, source: str = "<api>", index: int | None = None, line: int | None = None
+) -> JobEnvelope:
+    """Check a decoded JSON value against the envelope; raise `InvalidJob` naming the field."""
+    if not isinstance(data, dict):
+        raise InvalidJob(
+            f"a job must be a JSON object, got {type(data).__name__}",
+            source=source,
+            index=index,
+            line=line,
+        )
+    try:
+        return JobEnvelope.model_validate(data)
+    except ValidationError as exc:
+        field, message = first_error(exc)
+        raise InvalidJob(message, source=source, index=index, field=field, line=line) from None
+
+
+def stamp(envelope: JobEnvelope) -> JobEnvelope:
+    """Give the envelope an id and an enqueue time when the producer did not set them."""
+    if envelope.id is None:
+        envelope.id = new_job_id()
+    if envelope.enqueued_at is None:
+        envelope.enqueued_at = time.time()
+    return envelope
+
+
+def build_envelope(
+    task: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    job_id: str | None = None,
+    max_attempts: int | None = None,
+    timeout: float | None = None,
+) -> JobEnvelope:
+    """The envelope for `push(task, *args, **kwargs)`; positional or keyword, not both."""
+    if args and kwargs:
+        raise InvalidJob(
+            "give positional or keyword arguments, not both (the envelope's args is "
+            "an array or an object)",
+            field="args",
+        )
+    fields: dict[str, Any] = {"task": task, "args": dict(kwargs) if kwargs else list(args)}
+    for name, value in (("id", job_id), ("max_attempts", max_attempts), ("timeout", timeout)):
+        if value is not None:
+            fields[name] = value
+    # Round-trip through JSON so the API accepts exactly what the wire accepts.
+    try:
+        data = orjson.loads(orjson.dumps(fields))
+    except TypeError as exc:
+        raise InvalidJob(f"arguments are not JSON-serialisable: {exc}", field="args") from None
+    return stamp(validate_envelope(data))

@@ -1,0 +1,55 @@
+"""The one error tree of coroq.
+
+`CoroqError` is the root. Beneath it: input errors the producer reports (`InvalidJob`),
+outcomes the worker records for a job (`JobError` and its children, each with a stable
+machine-readable `reason`), and infrastructure (`RedisUnavailable`). The worker's own
+errors live in `worker.errors` and derive from these.
+"""
+
+from __future__ import annotations
+
+
+class CoroqError(Exception):
+    """Root of every error coroq raises on purpose."""
+
+
+class InvalidQueueName(CoroqError, ValueError):
+    """A queue name that cannot be used inside a Redis key."""
+
+
+class InvalidJob(CoroqError, ValueError):
+    """A job that does not match the envelope (DESIGN §2).
+
+    `source` names where it came from (a file name, `<stdin>`, `<api>`), `index` is the job's
+    position in that source (0-based), `field` the offending field when one is to blame.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        source: str = "<api>",
+        index: int | None = None,
+        field: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.problem = problem
+        self.source = source
+        self.index = index
+        self.field = field
+        self.line = line
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        where = self.source
+        if self.index is not None:
+            where += f": job {self.index}"
+        if self.line is not None:
+            where += f" (line {self.line})"
+        if self.field is not None:
+            where += f": field '{self.field}'"
+        return f"{where}: {self.problem}"
+
+
+class RedisUnavailable(CoroqError):
+    """Redis could not be reached after the configured retries."""

@@ -1,0 +1,82 @@
+"""Every Redis key name coroq uses, built in one place.
+
+| key                              | type       | content                                       |
+|----------------------------------|------------|-----------------------------------------------|
+| `{prefix}:{Q}:ready`             | list       | jobs waiting; LPUSH to add, taken from right  |
+| `{prefix}:{Q}:processing:<wid>`  | list       | jobs worker <wid> took and has not acked      |
+| `{prefix}:{Q}:delayed`           | sorted set | jobs to run later, scored by due time (ms)    |
+| `{prefix}:{Q}:dead`              | list       | jobs that failed for good, with the reason    |
+| `{prefix}:{Q}:job:<id>`          | hash + TTL | status, attempts, result or error, timestamps |
+| `{prefix}:{Q}:worker:<wid>`      | str + TTL  | heartbeat of a worker serving queue Q         |
+| `{prefix}:workers`               | set        | worker ids, for listing                       |
+
+`{Q}` is the queue name inside a Redis Cluster hash tag, so all keys of one queue share a
+slot and a Lua script over them stays valid on a cluster. Nothing else formats a key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from producer.errors import InvalidQueueName
+
+DEFAULT_PREFIX = "coroq"
+DEFAULT_QUEUE = "default"
+
+# Braces would break the hash tag; whitespace and control characters make keys unreadable.
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+
+
+def validate_queue_name(name: str) -> str:
+    if not _QUEUE_NAME.match(name):
+        raise InvalidQueueName(
+            f"invalid queue name {name!r}: use 1-128 characters from A-Z a-z 0-9 _ . : @ -"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The key layout of one queue."""
+
+    queue: str
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        validate_queue_name(self.queue)
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.queue}}}"
+
+    @property
+    def ready(self) -> str:
+        return f"{self.base}:ready"
+
+    @property
+    def delayed(self) -> str:
+        return f"{self.base}:delayed"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.base}:dead"
+
+    @property
+    def processing_pattern(self) -> str:
+        """A SCAN pattern matching every worker's processing list of this queue."""
+        return f"{self.base}:processing:*"
+
+    def processing(self, worker_id: str) -> str:
+        return f"{self.base}:processing:{worker_id}"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.base}:job:{job_id}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.base}:worker:{worker_id}"
+
+
+def workers_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """The set of worker ids across all queues (never read by a Lua script)."""
+    return f"{prefix}:workers"

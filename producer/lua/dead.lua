@@ -1,0 +1,21 @@
+-- Move a job that failed for good (or could not be run at all) to the dead list, record why,
+-- and drop it from the processing list, in one step.
+-- KEYS[1]  processing list       coroq:{Q}:processing:<worker-id>
+-- KEYS[2]  dead list             coroq:{Q}:dead
+-- KEYS[3]  job record hash       coroq:{Q}:job:<id>
+-- ARGV[1]  the job's raw bytes, exactly as taken from the ready list
+-- ARGV[2]  dead-list entry (JSON text: id, reason, error, traceback, raw, timestamps)
+-- ARGV[3]  reason (machine-readable)
+-- ARGV[4]  error message
+-- ARGV[5]  traceback ('' when none)
+-- ARGV[6]  finished_at (epoch seconds)
+-- ARGV[7]  record TTL (seconds)
+-- Returns 1 when dead-lettered, 0 when the job was no longer held by this worker.
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+  return 0
+end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[3], 'status', 'dead', 'reason', ARGV[3], 'error', ARGV[4],
+  'traceback', ARGV[5], 'finished_at', ARGV[6])
+redis.call('EXPIRE', KEYS[3], ARGV[7])
+return 1

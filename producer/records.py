@@ -1,0 +1,32 @@
+"""Reading a job's record (`coroq:{Q}:job:<id>`) into plain Python values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+_NUMBER_FIELDS = {"attempts": int, "max_attempts": int}
+_TIME_FIELDS = {"started_at", "finished_at", "enqueued_at"}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+
+
+def decode_record(raw: Mapping[Any, Any]) -> dict[str, Any]:
+    """Decode a job record hash: numbers as numbers, the result as JSON."""
+    record: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _text(key)
+        text = _text(value)
+        if name in _NUMBER_FIELDS:
+            record[name] = int(text)
+        elif name in _TIME_FIELDS:
+            record[name] = float(text)
+        elif name == "result":
+            record[name] = orjson.loads(value)
+        else:
+            record[name] = text
+    return record

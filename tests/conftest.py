@@ -1,0 +1,153 @@
+"""Fixtures: a private redis-server for the session, fakeredis for logic, and a helper that
+runs the real `worker` command as a subprocess.
+
+Tests isolate themselves with a unique queue name each, never by flushing a server.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import orjson
+import pytest
+import redis
+
+from producer.keys import QueueKeys
+from worker.local_redis import RedisServerProcess
+
+TESTS_DIR = Path(__file__).parent
+REPO_ROOT = TESTS_DIR.parent
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServerProcess]:
+    """Our own redis-server on a free port; stopped at the end of the session."""
+    with RedisServerProcess() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServerProcess) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServerProcess) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def fake_redis() -> Iterator[fakeredis.FakeRedis]:
+    client = fakeredis.FakeRedis()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def keys(queue_name: str) -> QueueKeys:
+    return QueueKeys(queue_name)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02) -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s: {condition}")
+
+
+class WorkerProcess:
+    """The real `worker` command in a subprocess, with JSON logs captured to a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log_file = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "worker", *args],
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+
+    def logs(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log_path.read_bytes().splitlines():
+            if line.strip():
+                lines.append(orjson.loads(line))
+        return lines
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.logs() if line.get("event") == name]
+
+    def wait_started(self, timeout: float = 20.0) -> None:
+        def started() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.log_path.read_text()}")
+            return bool(self.events("worker.started"))
+
+        wait_for(started, timeout)
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log_file.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log_file.close()
+
+
+@pytest.fixture
+def start_worker(
+    redis_url: str, queue_name: str, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `python -m worker` on the test's queue; extra CLI args and COROQ_* env allowed."""
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> WorkerProcess:
+        environment = {
+            **os.environ,
+            "COROQ_REDIS_URL": redis_url,
+            "COROQ_QUEUES": queue_name,
+            "COROQ_LOG_FORMAT": "json",
+            "COROQ_TASKS": "tests.tasks",
+            "COROQ_SHUTDOWN_GRACE": "10",
+            "PYTHONPATH": str(REPO_ROOT),
+            **(env or {}),
+        }
+        environment.pop("COROQ_CONFIG", None)
+        worker = WorkerProcess(list(args), environment, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        if wait:
+            worker.wait_started()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,211 @@
+"""The consumer thread: takes a slot, then takes a job from Redis, then hands it to the loop.
+
+One thread per queue, each with its own blocking Redis connection. The slot (the worker's
+concurrency cap) is taken before the pop, so no job leaves the ready list while the worker
+has no room for it; the job's completion callback gives the slot back. `BLMOVE` moves the job
+into this worker's processing list in the same step that takes it (a reliable pop), and its
+timeout is how often the thread checks whether it should stop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, cast
+
+import redis
+import structlog
+from redis.exceptions import RedisError
+
+from producer.connection import TRANSIENT_ERRORS, sync_client
+from producer.errors import RedisUnavailable
+from producer.keys import QueueKeys
+from producer.scripts import ScriptCall, SyncScripts, adopt_call, dead_call, requeue_call
+from worker.inflight import InFlight
+from worker.job import ReceivedJob, RejectedJob, dead_entry, decode_job
+from worker.loop_thread import EventLoopThread
+from worker.redis_health import ReconnectDelay, RedisHealth
+from worker.registry import TaskRegistry
+from worker.runner import JobRunner
+from worker.settings import WorkerSettings
+
+log = structlog.get_logger()
+
+# Extra socket time beyond the blocking pop's own timeout before a connection counts as dead.
+SOCKET_TIMEOUT_MARGIN = 5.0
+
+
+class ConsumerThread(threading.Thread):
+    def __init__(
+        self,
+        keys: QueueKeys,
+        *,
+        settings: WorkerSettings,
+        registry: TaskRegistry,
+        slots: threading.BoundedSemaphore,
+        stop: threading.Event,
+        loop_thread: EventLoopThread,
+        runner: JobRunner,
+        inflight: InFlight,
+        health: RedisHealth,
+        burst: bool = False,
+    ) -> None:
+        super().__init__(name=f"coroq-consumer-{keys.queue}", daemon=True)
+        self.keys = keys
+        self._settings = settings
+        self._registry = registry
+        self._slots = slots
+        self._stop_taking = stop
+        self._loop_thread = loop_thread
+        self._runner = runner
+        self._inflight = inflight
+        self._health = health
+        self._burst = burst
+        self._processing = keys.processing(settings.worker_id)
+        self._redis: redis.Redis = sync_client(
+            settings.redis_url,
+            retries=0,  # failures come back here, where the reconnect loop handles them
+            socket_timeout=settings.poll_timeout + SOCKET_TIMEOUT_MARGIN,
+        )
+        self._scripts = SyncScripts(self._redis)
+        self._reconcile_needed = True  # a previous life of this id may have left jobs behind
+
+    def run(self) -> None:
+        delay = ReconnectDelay()
+        while not self._stop_taking.is_set():
+            if not self._slots.acquire(timeout=self._settings.poll_timeout):
+                continue
+            try:
+                raw = self._take()
+            except TRANSIENT_ERRORS as exc:
+                self._slots.release()
+                self._health.failed(exc, where="consumer")
+                self._reconcile_needed = True
+                self._stop_taking.wait(delay.next_delay())
+                continue
+            except RedisError as exc:  # e.g. WRONGTYPE: someone wrote a non-list at the key
+                self._slots.release()
+                log.error("consumer.redis_error", queue=self.keys.queue, error=str(exc))
+                self._stop_taking.wait(delay.next_delay())
+                continue
+            delay.reset()
+            self._health.succeeded()
+            if raw is None:
+                self._slots.release()
+                if self._burst:
+                    return
+                continue
+            try:
+                self._dispatch(raw)
+            except RedisUnavailable:
+                pass  # stopping during an outage: the job stays in the processing list
+            except Exception:
+                # A bug, not bad input (bad input is dead-lettered): keep serving; the job
+                # stays in the processing list, where recovery finds it.
+                log.exception("consumer.dispatch_error", queue=self.keys.queue)
+        self._redis.close()
+
+    def _take(self) -> bytes | None:
+        if self._reconcile_needed:
+            self._return_unknown_jobs()
+            self._reconcile_needed = False
+        raw = self._redis.blmove(
+            self.keys.ready,
+            self._processing,
+            self._settings.poll_timeout,  # type: ignore[arg-type]  # Redis takes fractions
+            "RIGHT",
+            "LEFT",
+        )
+        return cast("bytes | None", raw)
+
+    def _return_unknown_jobs(self) -> None:
+        """Put back jobs in our processing list that no coroutine holds.
+
+        A pop whose reply was lost with the connection leaves its job there, as does an earlier
+        process that used the same worker id. The requeue script only moves what is still in
+        the list, so a job acknowledged meanwhile is left alone.
+        """
+        held = cast("list[bytes]", self._redis.lrange(self._processing, 0, -1))
+        for raw in held:
+            if not self._inflight.holds(raw):
+                call = requeue_call(self.keys, "-", worker_id=self._settings.worker_id, raw=raw)
+                if self._scripts.run(call):
+                    log.warning("consumer.job_returned", queue=self.keys.queue)
+
+    def _dispatch(self, raw: bytes) -> None:
+        try:
+            decoded = decode_job(raw, self.keys, self._registry, self._settings)
+            if isinstance(decoded, RejectedJob):
+                self._reject(decoded)
+                self._slots.release()
+                return
+            if decoded.adopted:
+                self._adopt(decoded)
+        except Exception:
+            self._slots.release()
+            raise
+        future = self._loop_thread.submit(self._runner.run(decoded))
+        self._inflight.add(decoded, future)
+        future.add_done_callback(self._job_done)
+
+    def _job_done(self, future: Future[Any]) -> None:
+        # Runs on the loop thread when the job's coroutine has finished, cleanup included.
+        self._inflight.remove(future)
+        self._slots.release()
+
+    def _adopt(self, job: ReceivedJob) -> None:
+        stamped = job.envelope.to_json()
+        call = adopt_call(
+            self.keys, worker_id=self._settings.worker_id, raw=job.raw, stamped=stamped
+        )
+        self._run_script(call)
+        job.raw = stamped
+
+    def _reject(self, job: RejectedJob) -> None:
+        error = job.error
+        entry = dead_entry(
+            job_id=job.job_id,
+            queue=self.keys.queue,
+            task=job.task,
+            reason=error.reason,
+            error=str(error),
+            traceback="",
+            attempts=0,
+            worker_id=self._settings.worker_id,
+            raw=job.raw,
+        )
+        call = dead_call(
+            self.keys,
+            job.job_id,
+            worker_id=self._settings.worker_id,
+            raw=job.raw,
+            entry_json=entry,
+            reason=error.reason,
+            error=str(error),
+            traceback="",
+            finished_at=time.time(),
+            ttl=self._settings.result_ttl,
+        )
+        self._run_script(call)
+        log.error(
+            "job.dead",
+            job_id=job.job_id,
+            task=job.task,
+            queue=self.keys.queue,
+            attempt=0,
+            reason=error.reason,
+            error=str(error),
+            payload_bytes=len(job.raw),
+        )
+
+    def _run_script(self, call: ScriptCall) -> Any:
+        """Run a script, waiting out a Redis outage until the worker stops."""
+        delay = ReconnectDelay()
+        while True:
+            try:
+                return self._scripts.run(call)
+            except TRANSIENT_ERRORS as exc:
+                self._health.failed(exc, where=f"consumer.{call.script}")
+                if self._stop_taking.wait(delay.next_delay()):
+                    raise RedisUnavailable(str(exc)) from exc

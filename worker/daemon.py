@@ -1,0 +1,200 @@
+"""The worker process: wires the threads together and runs the shutdown sequence.
+
+Threads: one consumer per queue (takes jobs), one event loop (runs them), a thread pool for
+`def` tasks, and the main thread, which waits for a signal and then drains. Shutdown is a
+sequence of small steps (`stop_consumers`, `wait_for_running`, `cancel_running`, `close`) that
+tests can call one by one without sending signals.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import FrameType
+
+import redis.asyncio
+import structlog
+
+from producer.connection import async_client
+from producer.keys import QueueKeys
+from worker.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread
+from worker.http_session import SharedHttpSession
+from worker.inflight import InFlight
+from worker.loop_thread import EventLoopThread, loop_implementation
+from worker.outcomes import OutcomeStore
+from worker.redis_health import RedisHealth
+from worker.registry import TaskRegistry
+from worker.runner import REQUEUE_GIVE_UP_AFTER, JobRunner
+from worker.settings import WorkerSettings
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownSummary:
+    reason: str
+    finished_in_grace: bool
+    cancelled: int
+    duration_s: float
+
+
+class Worker:
+    def __init__(
+        self, settings: WorkerSettings, registry: TaskRegistry, *, burst: bool = False
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.burst = burst
+        self.inflight = InFlight()
+        self.health = RedisHealth(settings.redacted_redis_url)
+        self.loop_thread = EventLoopThread()
+        self._slots = threading.BoundedSemaphore(settings.concurrency)
+        self._stop_taking = threading.Event()
+        self._shutdown_requested = threading.Event()
+        self._immediate = threading.Event()
+        self._shutdown_reason = "unknown"
+        self._executor = ThreadPoolExecutor(settings.sync_threads, thread_name_prefix="coroq-sync")
+        self._http = SharedHttpSession(settings.http_max_connections)
+        self._redis: redis.asyncio.Redis | None = None
+        self._runner: JobRunner | None = None
+        self._consumers: list[ConsumerThread] = []
+
+    # -- start ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.loop_thread.start()
+        self._redis = async_client(self.settings.redis_url)
+        store = OutcomeStore(self._redis, self.settings, self.health)
+        self._runner = JobRunner(store, self._executor, self._http)
+        for queue in self.settings.queues:
+            consumer = ConsumerThread(
+                QueueKeys(queue, self.settings.prefix),
+                settings=self.settings,
+                registry=self.registry,
+                slots=self._slots,
+                stop=self._stop_taking,
+                loop_thread=self.loop_thread,
+                runner=self._runner,
+                inflight=self.inflight,
+                health=self.health,
+                burst=self.burst,
+            )
+            consumer.start()
+            self._consumers.append(consumer)
+        log.info(
+            "worker.started",
+            worker_id=self.settings.worker_id,
+            queues=self.settings.queues,
+            concurrency=self.settings.concurrency,
+            tasks=self.registry.names(),
+            redis=self.settings.redacted_redis_url,
+            event_loop=loop_implementation(self.loop_thread.loop),
+            burst=self.burst,
+        )
+
+    # -- run -----------------------------------------------------------------------------
+
+    def run(self) -> ShutdownSummary:
+        """Start, serve until a signal (or, in burst mode, an empty queue), then drain."""
+        self._install_signal_handlers()
+        self.start()
+        self.wait_for_shutdown_request()
+        return self.shutdown()
+
+    def wait_for_shutdown_request(self) -> None:
+        while not self._shutdown_requested.wait(0.5):
+            if self.burst and not any(c.is_alive() for c in self._consumers):
+                self.inflight.wait_empty(None)
+                self.request_shutdown("drained")
+
+    def request_shutdown(self, reason: str, *, immediate: bool = False) -> None:
+        """Begin a graceful stop; a second request (or `immediate`) cuts the grace short."""
+        hurry = immediate or self._shutdown_requested.is_set()
+        if hurry and not self._immediate.is_set():
+            self._immediate.set()
+            log.warning("worker.shutdown_hurried", reason=reason)
+        if not self._shutdown_requested.is_set():
+            self._shutdown_reason = reason
+            self._stop_taking.set()
+            self._shutdown_requested.set()
+            log.info(
+                "worker.draining",
+                reason=reason,
+                in_flight=len(self.inflight),
+                grace_s=self.settings.shutdown_grace,
+            )
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            self.request_shutdown(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    # -- shutdown, step by step -------------------------------------------------------------
+
+    def shutdown(self) -> ShutdownSummary:
+        started = time.monotonic()
+        self._stop_taking.set()
+        self.stop_consumers()
+        finished = self.wait_for_running(started + self.settings.shutdown_grace)
+        cancelled = 0 if finished else self.cancel_running()
+        self.close()
+        summary = ShutdownSummary(
+            reason=self._shutdown_reason,
+            finished_in_grace=finished,
+            cancelled=cancelled,
+            duration_s=round(time.monotonic() - started, 3),
+        )
+        log.info(
+            "worker.stopped",
+            reason=summary.reason,
+            cancelled=summary.cancelled,
+            duration_s=summary.duration_s,
+        )
+        return summary
+
+    def stop_consumers(self) -> None:
+        """Stop taking jobs; a pop in progress ends within its poll timeout."""
+        self._stop_taking.set()
+        for consumer in self._consumers:
+            consumer.join(self.settings.poll_timeout + SOCKET_TIMEOUT_MARGIN + 1)
+
+    def wait_for_running(self, deadline: float) -> bool:
+        """Let running jobs finish until `deadline` (monotonic) or an immediate request."""
+        while not self._immediate.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if self.inflight.wait_empty(min(remaining, 0.2)):
+                return True
+        return len(self.inflight) == 0
+
+    def cancel_running(self) -> int:
+        """Cancel what is still running; each job puts itself back at the front of its queue."""
+        count = len(self.inflight)
+        if count and self._runner is not None:
+            self.loop_thread.call_soon(self._runner.cancel_all)
+            if not self.inflight.wait_empty(REQUEUE_GIVE_UP_AFTER + 5):
+                log.error("worker.jobs_not_released", count=len(self.inflight))
+        return count
+
+    def close(self) -> None:
+        if self.loop_thread.is_alive:
+            try:
+                self.loop_thread.run(self._close_on_loop(), timeout=10)
+            except Exception as exc:  # noqa: BLE001 - closing must go on to stop the loop
+                log.warning("worker.close_failed", error=f"{type(exc).__name__}: {exc}")
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.loop_thread.stop()
+
+    async def _close_on_loop(self) -> None:
+        await self._http.close()
+        if self._redis is not None:
+            await self._redis.aclose()

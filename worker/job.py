@@ -1,0 +1,149 @@
+"""Turning the bytes taken from a queue into a job the runner can execute, or a rejection.
+
+Decoding happens in the consumer thread, before anything is handed to the event loop, so a
+malformed payload never reaches a coroutine and never costs the loop any time.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from producer.envelope import JobEnvelope, new_job_id, validate_envelope
+from producer.errors import InvalidJob
+from producer.keys import QueueKeys
+from worker.errors import JobError, MalformedJob
+from worker.registry import TaskRegistry, TaskSpec
+from worker.settings import WorkerSettings
+
+
+@dataclass(slots=True)
+class ReceivedJob:
+    """A valid job, bound to its task, held in this worker's processing list as `raw`."""
+
+    raw: bytes
+    keys: QueueKeys
+    envelope: JobEnvelope
+    spec: TaskSpec
+    arguments: inspect.BoundArguments
+    timeout: float
+    max_attempts: int
+    adopted: bool  # the worker gave it an id; `raw` must be replaced in Redis first
+
+    @property
+    def id(self) -> str:
+        return str(self.envelope.id)
+
+    @property
+    def task(self) -> str:
+        return self.spec.name
+
+    @property
+    def queue(self) -> str:
+        return self.keys.queue
+
+
+@dataclass(slots=True)
+class RejectedJob:
+    """Bytes that cannot be run as a job; they go to the dead list with the reason."""
+
+    raw: bytes
+    keys: QueueKeys
+    job_id: str
+    task: str | None
+    error: JobError
+
+
+def decode_job(
+    raw: bytes, keys: QueueKeys, registry: TaskRegistry, settings: WorkerSettings
+) -> ReceivedJob | RejectedJob:
+    if len(raw) > settings.max_payload_bytes:
+        return _rejected(
+            raw,
+            keys,
+            None,
+            MalformedJob(
+                "payload_too_large",
+                f"the payload is {len(raw)} bytes, over max_payload_bytes "
+                f"({settings.max_payload_bytes})",
+            ),
+        )
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return _rejected(raw, keys, None, MalformedJob("invalid_json", f"not valid JSON: {exc}"))
+    try:
+        envelope = validate_envelope(data, source=keys.queue)
+    except InvalidJob as exc:
+        return _rejected(raw, keys, data, MalformedJob("invalid_envelope", _envelope_problem(exc)))
+    try:
+        spec = registry.get(envelope.task)
+        arguments = spec.binder.bind(envelope.positional, envelope.keywords)
+    except JobError as exc:
+        return _rejected(raw, keys, data, exc)
+    adopted = envelope.id is None
+    if adopted:
+        envelope.id = new_job_id()
+    return ReceivedJob(
+        raw=raw,
+        keys=keys,
+        envelope=envelope,
+        spec=spec,
+        arguments=arguments,
+        timeout=envelope.timeout or spec.timeout or settings.default_timeout,
+        max_attempts=envelope.max_attempts or spec.max_attempts or settings.default_max_attempts,
+        adopted=adopted,
+    )
+
+
+def _envelope_problem(error: InvalidJob) -> str:
+    if error.field is None:
+        return error.problem
+    return f"field {error.field!r}: {error.problem}"
+
+
+def _rejected(raw: bytes, keys: QueueKeys, data: Any, error: JobError) -> RejectedJob:
+    """Keep the producer's id and task name when they can be read, so the record is findable."""
+    job_id = task = None
+    if isinstance(data, dict):
+        if isinstance(data.get("id"), str) and 0 < len(data["id"]) <= 256:
+            job_id = data["id"]
+        if isinstance(data.get("task"), str):
+            task = data["task"][:200]
+    return RejectedJob(raw, keys, job_id or new_job_id(), task, error)
+
+
+def dead_entry(
+    *,
+    job_id: str,
+    queue: str,
+    task: str | None,
+    reason: str,
+    error: str,
+    traceback: str,
+    attempts: int,
+    worker_id: str,
+    raw: bytes,
+) -> bytes:
+    """The JSON kept in `coroq:{Q}:dead`: why the job died, and its exact original bytes."""
+    entry: dict[str, Any] = {
+        "id": job_id,
+        "queue": queue,
+        "task": task,
+        "reason": reason,
+        "error": error,
+        "traceback": traceback,
+        "attempts": attempts,
+        "failed_at": time.time(),
+        "worker": worker_id,
+    }
+    try:
+        entry["raw"] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["raw_base64"] = base64.b64encode(raw).decode("ascii")
+    return orjson.dumps(entry)

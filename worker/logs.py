@@ -1,0 +1,79 @@
+"""Logging setup: structlog, configured once from the entry point.
+
+JSON lines (serialised by orjson) when stderr is not a terminal or `log_format = "json"`;
+readable console output on a terminal. Standard-library loggers (redis-py, aiohttp, a task's
+own `logging` calls) go through the same processors, so every line has the same shape and
+every line logged inside a job carries `job_id`, `task`, `queue` and `attempt`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Literal
+
+import orjson
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+LogFormat = Literal["json", "console", "auto"]
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_LEVELS["error"] = logging.ERROR
+
+
+def _orjson_dumps(event: EventDict, **_: Any) -> str:
+    return orjson.dumps(event, default=repr).decode()
+
+
+def _drop_color_message(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    event.pop("color_message", None)
+    return event
+
+
+def use_json(fmt: LogFormat) -> bool:
+    if fmt == "auto":
+        return not sys.stderr.isatty()
+    return fmt == "json"
+
+
+def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
+    """Configure structlog and the standard library's logging; call once per process."""
+    numeric_level = _LEVELS[level]
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Processor
+    if use_json(fmt):
+        shared.append(structlog.processors.dict_tracebacks)
+        renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                *shared,
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _drop_color_message,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric_level)

@@ -1,0 +1,67 @@
+"""The thread that owns the worker's asyncio event loop (uvloop's when installed).
+
+Other threads reach the loop only through `submit` (`asyncio.run_coroutine_threadsafe`) and
+`call_soon` (`loop.call_soon_threadsafe`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def loop_implementation(loop: asyncio.AbstractEventLoop) -> str:
+    return f"{type(loop).__module__}.{type(loop).__qualname__}"
+
+
+class EventLoopThread:
+    def __init__(self, name: str = "coroq-loop") -> None:
+        self.loop = new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the thread and return once the loop is running."""
+        self._thread.start()
+        ready = threading.Event()
+        self.loop.call_soon_threadsafe(ready.set)
+        if not ready.wait(timeout):
+            raise RuntimeError("the event loop did not start")
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run a coroutine on the loop and wait for its result from another thread."""
+        return self.submit(coroutine).result(timeout)
+
+    def call_soon(self, callback: Callable[..., object], *args: object) -> None:
+        self.loop.call_soon_threadsafe(callback, *args)
+
+    @property
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout)
+        if not self._thread.is_alive() and not self.loop.is_closed():
+            self.loop.close()

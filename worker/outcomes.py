@@ -1,0 +1,124 @@
+"""Writing what happened to a job: its start, success, death, or return to the queue.
+
+Every write is one Lua script on the keys of the job's queue, so it is atomic and valid on a
+Redis Cluster. While Redis is unreachable the writes wait and retry with capped backoff: an
+outcome reached during an outage is written once Redis is back, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback as traceback_module
+from typing import Any
+
+import redis.asyncio
+import structlog
+
+from producer.connection import TRANSIENT_ERRORS
+from producer.scripts import (
+    AsyncScripts,
+    ScriptCall,
+    ack_call,
+    dead_call,
+    requeue_call,
+    start_call,
+)
+from worker.errors import JobError
+from worker.job import ReceivedJob, dead_entry
+from worker.redis_health import ReconnectDelay, RedisHealth
+from worker.settings import WorkerSettings
+
+log = structlog.get_logger()
+
+
+class OutcomeStore:
+    def __init__(
+        self, client: redis.asyncio.Redis, settings: WorkerSettings, health: RedisHealth
+    ) -> None:
+        self._scripts = AsyncScripts(client)
+        self._settings = settings
+        self._health = health
+        self.worker_id = settings.worker_id
+
+    async def _run(self, call: ScriptCall, *, give_up_after: float | None = None) -> Any:
+        """Run a script, waiting out Redis outages (until `give_up_after` seconds, if given)."""
+        delay = ReconnectDelay()
+        deadline = None if give_up_after is None else time.monotonic() + give_up_after
+        while True:
+            try:
+                result = await self._scripts.run(call)
+            except TRANSIENT_ERRORS as exc:
+                self._health.failed(exc, where=f"job.{call.script}")
+                pause = delay.next_delay()
+                if deadline is not None and time.monotonic() + pause > deadline:
+                    raise
+                await asyncio.sleep(pause)
+            else:
+                self._health.succeeded()
+                return result
+
+    async def start(self, job: ReceivedJob) -> int:
+        """Count a new attempt; return its number."""
+        call = start_call(
+            job.keys,
+            job.id,
+            worker_id=self.worker_id,
+            started_at=time.time(),
+            ttl=self._settings.result_ttl,
+            task=job.task,
+            max_attempts=job.max_attempts,
+            enqueued_at=job.envelope.enqueued_at,
+        )
+        return int(await self._run(call))
+
+    async def succeed(self, job: ReceivedJob, result_json: bytes) -> bool:
+        call = ack_call(
+            job.keys,
+            job.id,
+            worker_id=self.worker_id,
+            raw=job.raw,
+            result_json=result_json,
+            finished_at=time.time(),
+            ttl=self._settings.result_ttl,
+        )
+        return bool(await self._run(call))
+
+    async def dead(self, job: ReceivedJob, error: JobError, attempt: int) -> bool:
+        trace = format_traceback(error)
+        call = dead_call(
+            job.keys,
+            job.id,
+            worker_id=self.worker_id,
+            raw=job.raw,
+            entry_json=dead_entry(
+                job_id=job.id,
+                queue=job.queue,
+                task=job.task,
+                reason=error.reason,
+                error=str(error),
+                traceback=trace,
+                attempts=attempt,
+                worker_id=self.worker_id,
+                raw=job.raw,
+            ),
+            reason=error.reason,
+            error=str(error),
+            traceback=trace,
+            finished_at=time.time(),
+            ttl=self._settings.result_ttl,
+        )
+        return bool(await self._run(call))
+
+    async def requeue(self, job: ReceivedJob, *, give_up_after: float) -> bool:
+        """Return a job stopped by shutdown to the front of its queue, uncounted."""
+        call = requeue_call(job.keys, job.id, worker_id=self.worker_id, raw=job.raw)
+        return bool(await self._run(call, give_up_after=give_up_after))
+
+
+def format_traceback(error: BaseException) -> str:
+    """The traceback of what the handler raised (the cause of a wrapping JobError)."""
+    cause = error.__cause__ or error
+    if cause.__traceback__ is None:
+        return ""
+    return "".join(traceback_module.format_exception(cause))

@@ -1,0 +1,190 @@
+"""Task registration: the `@task` decorator and the registry built from task modules.
+
+`@task` only marks a function; nothing global is mutated at import. The worker builds a
+`TaskRegistry` from the modules named in its `tasks` setting (plus the built-ins), so the set
+of runnable tasks is exactly what the configuration says. A payload names a task; it never
+names code to import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from producer.envelope import first_error
+from worker.errors import InvalidArguments, TaskRegistrationError, UnknownTask
+
+BUILTIN_TASK_MODULES = ("worker.tasks.builtin",)
+_TASK_ATTRIBUTE = "__coroq_task__"
+_TASK_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    name: str
+    timeout: float | None = None
+    max_attempts: int | None = None
+    concurrency: int | None = None
+
+
+def task(
+    name: str,
+    *,
+    timeout: float | None = None,
+    max_attempts: int | None = None,
+    concurrency: int | None = None,
+) -> Callable[[F], F]:
+    """Mark a function (`async def` or `def`) as the task `name`.
+
+    `timeout` (seconds) and `max_attempts` are defaults a job's envelope may override;
+    `concurrency` caps how many jobs of this task run at once in one worker.
+    """
+    if not _TASK_NAME.match(name):
+        raise TaskRegistrationError(f"invalid task name {name!r}")
+    for option, value in (("timeout", timeout), ("max_attempts", max_attempts)):
+        if value is not None and value <= 0:
+            raise TaskRegistrationError(f"task {name!r}: {option} must be positive")
+    if concurrency is not None and concurrency < 1:
+        raise TaskRegistrationError(f"task {name!r}: concurrency must be at least 1")
+    options = TaskOptions(name, timeout, max_attempts, concurrency)
+
+    def mark(function: F) -> F:
+        setattr(function, _TASK_ATTRIBUTE, options)
+        return function
+
+    return mark
+
+
+class ArgumentBinder:
+    """Checks a job's arguments against a function's signature and type hints."""
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.signature = inspect.signature(function)
+        try:
+            hints = typing.get_type_hints(function, include_extras=True)
+        except Exception as exc:
+            raise TaskRegistrationError(
+                f"cannot resolve the type hints of {function.__qualname__}: {exc}"
+            ) from exc
+        self._adapters: dict[str, TypeAdapter[Any]] = {
+            name: TypeAdapter(hints[name]) for name in self.signature.parameters if name in hints
+        }
+
+    def bind(self, positional: list[Any], keywords: dict[str, Any]) -> inspect.BoundArguments:
+        try:
+            bound = self.signature.bind(*positional, **keywords)
+        except TypeError as exc:
+            raise InvalidArguments(str(exc)) from None
+        for name, value in bound.arguments.items():
+            adapter = self._adapters.get(name)
+            if adapter is not None:
+                bound.arguments[name] = self._validate(name, adapter, value)
+        return bound
+
+    def _validate(self, name: str, adapter: TypeAdapter[Any], value: Any) -> Any:
+        kind = self.signature.parameters[name].kind
+        try:
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                return tuple(adapter.validate_python(item) for item in value)
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                return {key: adapter.validate_python(item) for key, item in value.items()}
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            _, message = first_error(exc)
+            raise InvalidArguments(f"argument {name!r}: {message}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A registered task."""
+
+    name: str
+    function: Callable[..., Any]
+    is_async: bool
+    timeout: float | None
+    max_attempts: int | None
+    concurrency: int | None
+    binder: ArgumentBinder = field(repr=False)
+
+    @classmethod
+    def from_function(cls, function: Callable[..., Any], options: TaskOptions) -> TaskSpec:
+        return cls(
+            name=options.name,
+            function=function,
+            is_async=inspect.iscoroutinefunction(function),
+            timeout=options.timeout,
+            max_attempts=options.max_attempts,
+            concurrency=options.concurrency,
+            binder=ArgumentBinder(function),
+        )
+
+
+class TaskRegistry:
+    """The tasks one worker can run, by name."""
+
+    def __init__(self, specs: Iterable[TaskSpec] = ()) -> None:
+        self._specs: dict[str, TaskSpec] = {}
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: TaskSpec) -> None:
+        existing = self._specs.get(spec.name)
+        if existing is not None and existing.function is not spec.function:
+            raise TaskRegistrationError(
+                f"task {spec.name!r} is declared twice: by {_where(existing.function)} "
+                f"and by {_where(spec.function)}"
+            )
+        self._specs[spec.name] = spec
+
+    def get(self, name: str) -> TaskSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownTask(name) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    @classmethod
+    def from_modules(cls, module_names: Iterable[str], *, builtins: bool = True) -> TaskRegistry:
+        registry = cls()
+        names = [*BUILTIN_TASK_MODULES, *module_names] if builtins else list(module_names)
+        for module_name in dict.fromkeys(names):
+            for spec in specs_in_module(_import(module_name)):
+                registry.add(spec)
+        return registry
+
+
+def specs_in_module(module: ModuleType) -> list[TaskSpec]:
+    specs = []
+    for value in vars(module).values():
+        options = getattr(value, _TASK_ATTRIBUTE, None)
+        if isinstance(options, TaskOptions) and callable(value):
+            specs.append(TaskSpec.from_function(value, options))
+    return specs
+
+
+def _import(module_name: str) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except Exception as exc:
+        raise TaskRegistrationError(
+            f"cannot import task module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _where(function: Callable[..., Any]) -> str:
+    return f"{function.__module__}.{function.__qualname__}"

@@ -1,0 +1,153 @@
+"""Running one job on the event loop: attempt, timeout, handler, outcome.
+
+`JobRunner.run` is the coroutine the consumer thread submits for each job. It binds the job's
+context for every log line, counts the attempt, applies the per-task limit and the timeout,
+calls the handler (`def` handlers in a thread pool, so they never block the loop), and records
+the outcome. Cancellation comes only from shutdown: the job goes back to the front of its queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from worker.errors import HandlerFailed, JobError, JobTimeout, ResultNotSerializable
+from worker.http_session import SharedHttpSession
+from worker.job import ReceivedJob
+from worker.outcomes import OutcomeStore
+from worker.registry import TaskSpec
+
+log = structlog.get_logger()
+
+# How long a job cancelled by shutdown may spend putting itself back in the queue.
+REQUEUE_GIVE_UP_AFTER = 5.0
+
+
+class JobRunner:
+    def __init__(
+        self, store: OutcomeStore, executor: ThreadPoolExecutor, http: SharedHttpSession
+    ) -> None:
+        self._store = store
+        self._executor = executor
+        self._http = http
+        self._task_limits: dict[str, asyncio.Semaphore] = {}
+        self._running: set[asyncio.Task[Any]] = set()
+
+    async def run(self, job: ReceivedJob) -> None:
+        current = asyncio.current_task()
+        assert current is not None  # noqa: S101 - always true inside a coroutine on a loop
+        self._running.add(current)
+        try:
+            with bound_contextvars(job_id=job.id, task=job.task, queue=job.queue):
+                await self._run_attempt(job)
+        finally:
+            self._running.discard(current)
+
+    async def _run_attempt(self, job: ReceivedJob) -> None:
+        self._http.install()
+        attempt = await self._store.start(job)
+        with bound_contextvars(attempt=attempt):
+            log.info("job.started", max_attempts=job.max_attempts)
+            started = time.perf_counter()
+            try:
+                result_json = await self._execute(job)
+            except asyncio.CancelledError:
+                await self._requeue_after_cancel(job)
+                raise
+            except JobError as error:
+                await self._after_failure(job, error, attempt, _ms_since(started))
+            else:
+                await self._succeed(job, result_json, _ms_since(started))
+
+    async def _execute(self, job: ReceivedJob) -> bytes:
+        async with self._task_limit(job.spec):
+            timeout = asyncio.timeout(job.timeout)
+            try:
+                async with timeout:
+                    result = await self._call_handler(job)
+            except TimeoutError as exc:
+                if timeout.expired():
+                    raise JobTimeout(job.timeout) from None
+                raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            return orjson.dumps(result)
+        except TypeError as exc:
+            raise ResultNotSerializable(
+                f"the task's result is not JSON-serialisable: {exc}"
+            ) from None
+
+    async def _call_handler(self, job: ReceivedJob) -> Any:
+        args, kwargs = job.arguments.args, job.arguments.kwargs
+        if job.spec.is_async:
+            return await job.spec.function(*args, **kwargs)
+        # run_in_executor does not carry contextvars over; copy them so the handler's
+        # log lines keep job_id, task, queue and attempt.
+        call = functools.partial(job.spec.function, *args, **kwargs)
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, call)
+
+    @contextlib.asynccontextmanager
+    async def _task_limit(self, spec: TaskSpec) -> AsyncIterator[None]:
+        if spec.concurrency is None:
+            yield
+            return
+        semaphore = self._task_limits.get(spec.name)
+        if semaphore is None:
+            semaphore = self._task_limits[spec.name] = asyncio.Semaphore(spec.concurrency)
+        async with semaphore:
+            yield
+
+    async def _succeed(self, job: ReceivedJob, result_json: bytes, duration_ms: float) -> None:
+        if await self._store.succeed(job, result_json):
+            log.info("job.succeeded", duration_ms=duration_ms)
+        else:
+            log.warning("job.ack_lost", duration_ms=duration_ms, outcome="succeeded")
+
+    async def _after_failure(
+        self, job: ReceivedJob, error: JobError, attempt: int, duration_ms: float
+    ) -> None:
+        """Decide what a failed attempt leads to. Every failure is final for now; this is
+        where a retry policy decides between rescheduling and the dead list."""
+        log.warning(
+            "job.failed",
+            reason=error.reason,
+            error=str(error),
+            duration_ms=duration_ms,
+            exc_info=error.__cause__ if isinstance(error, HandlerFailed) else None,
+        )
+        if await self._store.dead(job, error, attempt):
+            log.error("job.dead", reason=error.reason, error=str(error))
+        else:
+            log.warning("job.ack_lost", outcome="dead", reason=error.reason)
+
+    async def _requeue_after_cancel(self, job: ReceivedJob) -> None:
+        try:
+            requeued = await self._store.requeue(job, give_up_after=REQUEUE_GIVE_UP_AFTER)
+        except Exception as exc:  # noqa: BLE001 - the job stays in the processing list
+            log.error("job.requeue_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        log.info("job.requeued", held=requeued)
+
+    def cancel_all(self) -> int:
+        """Cancel every running job (shutdown); each requeues itself. Call on the loop."""
+        for running in self._running:
+            running.cancel()
+        return len(self._running)
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,146 @@
+"""Worker settings: one pydantic-settings model, built once and passed down.
+
+Sources, highest first: values given by the caller (CLI flags), `COROQ_*` environment
+variables, the TOML file (`--config` or `COROQ_CONFIG`), then the defaults below.
+`config/worker.toml` documents every field.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from producer.connection import DEFAULT_REDIS_URL, redact_url
+from producer.errors import CoroqError
+from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, validate_queue_name
+
+CONFIG_ENV_VAR = "COROQ_CONFIG"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class WorkerSettings(BaseSettings):
+    """Everything a worker process can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COROQ_", extra="forbid", validate_default=True, frozen=True
+    )
+
+    redis_url: str = Field(DEFAULT_REDIS_URL, description="redis://, rediss:// or unix:// URL")
+    prefix: str = Field(DEFAULT_PREFIX, min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEFAULT_QUEUE])
+    concurrency: PositiveInt = 100
+    tasks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console", "auto"] = "auto"
+    shutdown_grace: Annotated[float, Field(ge=0)] = 30.0
+    result_ttl: PositiveInt = 7 * 24 * 3600
+    max_payload_bytes: PositiveInt = 1024 * 1024
+    default_timeout: PositiveFloat = 300.0
+    default_max_attempts: PositiveInt = 3
+    poll_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
+    sync_threads: PositiveInt = 32
+    http_max_connections: PositiveInt = 100
+    worker_id: str = Field(default_factory=default_worker_id, pattern=r"^[A-Za-z0-9_.@-]+$")
+
+    @field_validator("queues", "tasks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("queues")
+    @classmethod
+    def _valid_queue_names(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one queue is needed")
+        for name in value:
+            validate_queue_name(name)
+        return list(dict.fromkeys(value))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"the URL must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}"
+            )
+        return value
+
+    @property
+    def redacted_redis_url(self) -> str:
+        return redact_url(self.redis_url)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+class SettingsError(CoroqError):
+    """Settings that cannot be used; the message names the setting and the source."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> WorkerSettings:
+    """Build the settings from flags (`overrides`, None meaning "not given"), env and TOML."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    path = config_file or _config_from_env()
+    if path is not None and not path.is_file():
+        raise SettingsError(f"config file not found: {path}")
+    settings_cls: type[WorkerSettings] = WorkerSettings
+    if path is not None:
+        # The TOML path is known only at run time; a subclass carries it to the source.
+        config = SettingsConfigDict(**{**WorkerSettings.model_config, "toml_file": path})
+        settings_cls = type("WorkerSettings", (WorkerSettings,), {"model_config": config})
+    try:
+        return settings_cls(**given)
+    except ValidationError as exc:
+        raise SettingsError(describe_settings_error(exc, path)) from None
+    except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
+        raise SettingsError(f"cannot read config file {path}: {exc}") from None
+
+
+def _config_from_env() -> Path | None:
+    value = os.environ.get(CONFIG_ENV_VAR)
+    return Path(value) if value else None
+
+
+def describe_settings_error(error: ValidationError, path: Path | None) -> str:
+    lines = []
+    for detail in error.errors(include_url=False):
+        name = ".".join(str(part) for part in detail["loc"]) or "settings"
+        env_name = f"COROQ_{name.upper()}"
+        where = f" (flag --{name.replace('_', '-')}, env {env_name}"
+        where += f", or {path})" if path else ")"
+        value = detail.get("input")
+        shown = "" if isinstance(value, dict) or name == "redis_url" else f"; got {value!r}"
+        lines.append(f"invalid setting {name}{where}: {detail['msg']}{shown}")
+    return "\n".join(lines)
