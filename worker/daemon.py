@@ -105,9 +105,9 @@ class Worker:
         return self.shutdown()
 
     def wait_for_shutdown_request(self) -> None:
-        while not self._shutdown_requested.wait(0.5):
-            if self.burst and not any(c.is_alive() for c in self._consumers):
-                self.inflight.wait_empty(None)
+        while not self._shutdown_requested.wait(0.2):
+            drained = not any(consumer.is_alive() for consumer in self._consumers)
+            if self.burst and drained and self.inflight.wait_empty(0.2):
                 self.request_shutdown("drained")
 
     def request_shutdown(self, reason: str, *, immediate: bool = False) -> None:

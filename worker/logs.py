@@ -26,6 +26,12 @@ def _orjson_dumps(event: EventDict, **_: Any) -> str:
     return orjson.dumps(event, default=repr).decode()
 
 
+def _leading_fields_first(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Put timestamp, level and event first, so a JSON line reads well to people too."""
+    head = {name: event.pop(name) for name in ("timestamp", "level", "event") if name in event}
+    return {**head, **event}
+
+
 def _drop_color_message(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     event.pop("color_message", None)
     return event
@@ -47,7 +53,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     ]
     renderer: Processor
     if use_json(fmt):
-        shared.append(structlog.processors.dict_tracebacks)
+        shared += [structlog.processors.dict_tracebacks, _leading_fields_first]
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
     else:
         renderer = structlog.dev.ConsoleRenderer()

@@ -49,7 +49,13 @@ class JobRunner:
         self._running.add(current)
         try:
             with bound_contextvars(job_id=job.id, task=job.task, queue=job.queue):
-                await self._run_attempt(job)
+                try:
+                    await self._run_attempt(job)
+                except asyncio.CancelledError:
+                    # Only shutdown cancels a job (timeouts are handled inside); whatever
+                    # step it was at, the job goes back to its queue if this worker holds it.
+                    await self._requeue_after_cancel(job)
+                    raise
         finally:
             self._running.discard(current)
 
@@ -61,9 +67,6 @@ class JobRunner:
             started = time.perf_counter()
             try:
                 result_json = await self._execute(job)
-            except asyncio.CancelledError:
-                await self._requeue_after_cancel(job)
-                raise
             except JobError as error:
                 await self._after_failure(job, error, attempt, _ms_since(started))
             else:

@@ -48,7 +48,7 @@ class WorkerSettings(BaseSettings):
         env_prefix="COROQ_", extra="forbid", validate_default=True, frozen=True
     )
 
-    redis_url: str = Field(DEFAULT_REDIS_URL, description="redis://, rediss:// or unix:// URL")
+    redis_url: str = Field(DEFAULT_REDIS_URL, repr=False, description="redis, rediss or unix URL")
     prefix: str = Field(DEFAULT_PREFIX, min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEFAULT_QUEUE])
     concurrency: PositiveInt = 100
