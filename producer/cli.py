@@ -7,21 +7,27 @@ operation is a `Producer` method.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
 import typer
 from redis.exceptions import RedisError
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
 
 from producer.client import Producer, ProgressCallback
-from producer.connection import DEFAULT_REDIS_URL, redact_url
+from producer.connection import DEFAULT_REDIS_URL, redact_url, sync_client
+from producer.dead_letters import DeadLetters
+from producer.durations import parse_duration
 from producer.envelope import JobEnvelope
 from producer.errors import CoroqError
 from producer.jobfile import read_job_source
-from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, validate_queue_name
+from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys, validate_queue_name
 
 # Inputs at least this large get a progress bar (when stderr is a terminal).
 PROGRESS_THRESHOLD = 5000
@@ -53,6 +59,8 @@ def redis_errors(url: str) -> Iterator[None]:
         yield
     except RedisError as exc:
         raise fail(f"Redis at {redact_url(url)}: {exc}") from None
+    except ValueError as exc:  # redis-py's verdict on a malformed URL
+        raise fail(f"invalid --redis-url {redact_url(url)}: {exc}", 2) from None
 
 
 @contextmanager
@@ -116,6 +124,98 @@ def status(
         raise fail(f"no record for job {job_id} in queue {queue} (not started yet, or expired)")
     sys.stdout.write(orjson.dumps({"id": job_id, **record}, option=orjson.OPT_INDENT_2).decode())
     sys.stdout.write("\n")
+
+
+dead_app = typer.Typer(help="Jobs that failed for good: list, retry, purge.", no_args_is_help=True)
+app.add_typer(dead_app, name="dead")
+
+
+def _dead_letters(redis_url: str, queue: str, prefix: str) -> DeadLetters:
+    try:
+        keys = QueueKeys(queue, prefix)
+    except CoroqError as exc:
+        raise fail(str(exc), 2) from None
+    return DeadLetters(sync_client(redis_url), keys)
+
+
+@dead_app.command("list")
+def dead_list(
+    queue: Queue = DEFAULT_QUEUE,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Newest N entries.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """List dead jobs, newest first: id, task, reason, attempts, when, error."""
+    dead = _dead_letters(redis_url, queue, prefix)
+    with redis_errors(redis_url):
+        total = dead.count()
+        jobs = list(dead.iter_entries(limit))
+    if as_json:
+        sys.stdout.write("".join(orjson.dumps(job.fields).decode() + "\n" for job in jobs))
+        return
+    table = Table("id", "task", "reason", "attempts", "failed at (UTC)", "error", box=None)
+    for job in jobs:
+        fields = job.fields
+        failed_at = fields.get("failed_at")
+        when = (
+            datetime.fromtimestamp(failed_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            if isinstance(failed_at, int | float)
+            else "?"
+        )
+        error = str(fields.get("error", ""))
+        table.add_row(
+            job.id,
+            str(fields.get("task") or "-"),
+            str(fields.get("reason", "")),
+            str(fields.get("attempts", "")),
+            when,
+            error if len(error) <= 80 else error[:77] + "...",
+        )
+    Console().print(table)
+    typer.echo(f"{len(jobs)} of {total} dead job(s) in queue {queue}", err=True)
+
+
+@dead_app.command("retry")
+def dead_retry(
+    ids: Annotated[list[str] | None, typer.Argument(metavar="ID...", show_default=False)] = None,
+    all_jobs: Annotated[bool, typer.Option("--all", help="Retry every dead job.")] = False,
+    queue: Queue = DEFAULT_QUEUE,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Send dead jobs back to the front of their queue, attempts reset."""
+    if bool(ids) == all_jobs:
+        raise fail("give job ids or --all (not both)", 2)
+    dead = _dead_letters(redis_url, queue, prefix)
+    with redis_errors(redis_url):
+        revived = dead.retry(None if all_jobs else ids)
+    sys.stdout.write("".join(f"{job_id}\n" for job_id in revived))
+    missing = sorted(set(ids or ()) - set(revived))
+    typer.echo(f"requeued {len(revived)} dead job(s) in queue {queue}", err=True)
+    if missing:
+        raise fail(f"not in the dead list of queue {queue}: {', '.join(missing)}")
+
+
+@dead_app.command("purge")
+def dead_purge(
+    older_than: Annotated[
+        str | None,
+        typer.Option("--older-than", help="Only jobs that died longer ago, e.g. 7d, 12h, 30m."),
+    ] = None,
+    queue: Queue = DEFAULT_QUEUE,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Delete dead jobs for good (all of them, or those older than --older-than)."""
+    try:
+        age = None if older_than is None else parse_duration(older_than)
+    except ValueError as exc:
+        raise fail(f"--older-than: {exc}", 2) from None
+    dead = _dead_letters(redis_url, queue, prefix)
+    with redis_errors(redis_url):
+        removed = dead.purge(age, now=time.time())
+    typer.echo(f"purged {removed} dead job(s) from queue {queue}")
 
 
 def main() -> None:

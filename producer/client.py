@@ -43,12 +43,13 @@ def plan_batches(
     """Group jobs into pushes that keep their order.
 
     Workers take from the right. `LPUSH k a b c` leaves `c b a`, so `a` runs first: file order.
-    `--front` jobs go to the right with `RPUSH` in reverse, so they too run in file order,
-    ahead of everything already waiting.
+    `front` jobs go to the right with `RPUSH`, last job first (`RPUSH k c b`, `RPUSH k a`), so
+    they too run in file order, ahead of everything already waiting; their ids come in the
+    order they are pushed, which the callers turn back into file order.
     """
     payloads: list[bytes] = []
     ids: list[str] = []
-    for envelope in envelopes:
+    for envelope in reversed(list(envelopes)) if front else envelopes:
         stamp(envelope)
         payloads.append(envelope.to_json())
         ids.append(str(envelope.id))
@@ -60,8 +61,6 @@ def plan_batches(
 
 
 def _batch(keys: QueueKeys, front: bool, payloads: list[bytes], ids: list[str]) -> Batch:
-    if front:
-        payloads = payloads[::-1]
     return Batch(keys.ready, front, payloads, ids)
 
 
@@ -142,7 +141,7 @@ class Producer(_ProducerBase):
                 pushed.extend(batch.ids)
                 if progress is not None:
                     progress(len(batch.ids))
-        return pushed
+        return pushed[::-1] if front else pushed
 
     def status(self, job_id: str, *, queue: str | None = None) -> dict[str, Any] | None:
         """The job's record, or None when there is none (not started yet, or expired)."""
@@ -206,7 +205,7 @@ class AsyncProducer(_ProducerBase):
             await pipe.execute()
             for batch in group:
                 pushed.extend(batch.ids)
-        return pushed
+        return pushed[::-1] if front else pushed
 
     async def status(self, job_id: str, *, queue: str | None = None) -> dict[str, Any] | None:
         raw = await self.redis.hgetall(self.keys_for(queue).job(job_id))

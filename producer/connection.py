@@ -26,13 +26,11 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 def redact_url(url: str) -> str:
     """The URL with any password replaced by `***`, safe to log or print."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, host_and_port = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host_and_port}"))
 
 
 def _backoff() -> ExponentialWithJitterBackoff:

@@ -46,8 +46,16 @@ class JobEnvelope(BaseModel):
         return self.args if isinstance(self.args, dict) else {}
 
     def to_json(self) -> bytes:
-        # Absent and null optional fields are the same thing on the wire; leave them out.
-        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+        data = self.model_dump(mode="json")
+        # An absent and a null optional field mean the same; leave ours out when null.
+        # Unknown fields are written back exactly as they came, nulls included.
+        for name in _OPTIONAL_FIELDS:
+            if data.get(name, 0) is None:
+                del data[name]
+        return orjson.dumps(data)
+
+
+_OPTIONAL_FIELDS = ("id", "max_attempts", "timeout", "enqueued_at")
 
 
 def new_job_id() -> str:

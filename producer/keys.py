@@ -25,15 +25,24 @@ DEFAULT_PREFIX = "coroq"
 DEFAULT_QUEUE = "default"
 
 # Braces would break the hash tag; whitespace and control characters make keys unreadable.
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 def validate_queue_name(name: str) -> str:
-    if not _QUEUE_NAME.match(name):
+    if not _QUEUE_NAME.fullmatch(name):
         raise InvalidQueueName(
             f"invalid queue name {name!r}: use 1-128 characters from A-Z a-z 0-9 _ . : @ -"
         )
     return name
+
+
+def validate_prefix(prefix: str) -> str:
+    if not _PREFIX.fullmatch(prefix):
+        raise InvalidQueueName(
+            f"invalid key prefix {prefix!r}: use 1-64 characters from A-Z a-z 0-9 _ . : -"
+        )
+    return prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,7 @@ class QueueKeys:
 
     def __post_init__(self) -> None:
         validate_queue_name(self.queue)
+        validate_prefix(self.prefix)
 
     @property
     def base(self) -> str:

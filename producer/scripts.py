@@ -18,7 +18,18 @@ import redis.asyncio
 
 from producer.keys import QueueKeys
 
-SCRIPT_NAMES = ("start", "ack", "dead", "requeue", "adopt")
+SCRIPT_NAMES = (
+    "start",
+    "ack",
+    "dead",
+    "requeue",
+    "adopt",
+    "retry",
+    "recover",
+    "promote",
+    "revive",
+    "purge",
+)
 
 
 @cache
@@ -95,6 +106,41 @@ def requeue_call(keys: QueueKeys, job_id: str, *, worker_id: str, raw: bytes) ->
 
 def adopt_call(keys: QueueKeys, *, worker_id: str, raw: bytes, stamped: bytes) -> ScriptCall:
     return ScriptCall("adopt", [keys.processing(worker_id)], [raw, stamped])
+
+
+def retry_call(
+    keys: QueueKeys,
+    job_id: str,
+    *,
+    worker_id: str,
+    raw: bytes,
+    due_ms: int,
+    reason: str,
+    error: str,
+    traceback: str,
+    ttl: int,
+) -> ScriptCall:
+    return ScriptCall(
+        "retry",
+        [keys.processing(worker_id), keys.delayed, keys.job(job_id)],
+        [raw, due_ms, reason, error, traceback, ttl],
+    )
+
+
+def recover_call(keys: QueueKeys, owner: str) -> ScriptCall:
+    return ScriptCall("recover", [keys.processing(owner), keys.worker(owner), keys.ready], [])
+
+
+def promote_call(keys: QueueKeys, now_ms: int, limit: int) -> ScriptCall:
+    return ScriptCall("promote", [keys.delayed, keys.ready], [now_ms, limit])
+
+
+def revive_call(keys: QueueKeys, job_id: str, *, entry: bytes, raw: bytes, ttl: int) -> ScriptCall:
+    return ScriptCall("revive", [keys.dead, keys.ready, keys.job(job_id)], [entry, raw, ttl])
+
+
+def purge_call(keys: QueueKeys, *, cutoff: float, limit: int) -> ScriptCall:
+    return ScriptCall("purge", [keys.dead], [repr(cutoff), limit])
 
 
 class SyncScripts:

@@ -13,10 +13,13 @@ class JobError(CoroqError):
     """A job could not run, or did not succeed."""
 
     reason = "failed"
+    retryable = True
 
 
 class MalformedJob(JobError):
     """The bytes taken from the queue are not a valid job envelope."""
+
+    retryable = False
 
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
@@ -25,6 +28,7 @@ class MalformedJob(JobError):
 
 class UnknownTask(JobError):
     reason = "unknown_task"
+    retryable = False
 
     def __init__(self, task: str) -> None:
         self.task = task
@@ -33,6 +37,7 @@ class UnknownTask(JobError):
 
 class InvalidArguments(JobError):
     reason = "invalid_arguments"
+    retryable = False
 
 
 class JobTimeout(JobError):
@@ -51,6 +56,37 @@ class HandlerFailed(JobError):
 
 class ResultNotSerializable(JobError):
     reason = "result_not_serializable"
+    retryable = False
+
+
+class WorkerLost(JobError):
+    """The job's earlier attempts ended with their worker gone (killed, crashed, cut off)."""
+
+    reason = "worker_lost"
+    retryable = False
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(
+            f"the worker running this job was lost on every one of its {attempts - 1} "
+            "attempt(s); not starting it again"
+        )
+
+
+class Retry(Exception):
+    """Raise from a task to ask for another attempt, after `after` seconds if given.
+
+    The attempt still counts toward `max_attempts`.
+    """
+
+    def __init__(self, message: str = "retry requested", *, after: float | None = None) -> None:
+        if after is not None and after < 0:
+            raise ValueError("Retry(after=...) needs a delay of 0 or more seconds")
+        self.after = after
+        super().__init__(message)
+
+
+class Fail(Exception):
+    """Raise from a task to fail the job for good, without further attempts."""
 
 
 class TaskRegistrationError(CoroqError):

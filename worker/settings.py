@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -22,6 +29,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from redis.connection import parse_url
 
 from producer.connection import DEFAULT_REDIS_URL, redact_url
 from producer.errors import CoroqError
@@ -63,6 +71,14 @@ class WorkerSettings(BaseSettings):
     poll_timeout: Annotated[float, Field(gt=0, le=30)] = 1.0
     sync_threads: PositiveInt = 32
     http_max_connections: PositiveInt = 100
+    heartbeat_interval: Annotated[float, Field(gt=0, le=60)] = 2.0
+    heartbeat_ttl: Annotated[float, Field(gt=0, le=600)] = 10.0
+    reaper_interval: Annotated[float, Field(gt=0, le=600)] = 3.0
+    promote_interval: Annotated[float, Field(gt=0, le=60)] = 1.0
+    retry_base: PositiveFloat = 1.0
+    retry_factor: Annotated[float, Field(ge=1)] = 2.0
+    retry_cap: PositiveFloat = 300.0
+    loop_lag_threshold: PositiveFloat = 0.5
     worker_id: str = Field(default_factory=default_worker_id, pattern=r"^[A-Za-z0-9_.@-]+$")
 
     @field_validator("queues", "tasks", mode="before")
@@ -87,7 +103,23 @@ class WorkerSettings(BaseSettings):
             raise ValueError(
                 f"the URL must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}"
             )
+        try:
+            parse_url(value)  # type: ignore[no-untyped-call]  # redis-py's own reading
+        except ValueError as exc:
+            # Its messages never repeat the URL, so the password stays out of them.
+            raise ValueError(f"not a usable Redis URL: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _consistent_timings(self) -> WorkerSettings:
+        if self.heartbeat_ttl <= 2 * self.heartbeat_interval:
+            raise ValueError(
+                "heartbeat_ttl must be more than twice heartbeat_interval, or one late beat "
+                "would make a live worker look dead"
+            )
+        if self.retry_cap < self.retry_base:
+            raise ValueError("retry_cap must be at least retry_base")
+        return self
 
     @property
     def redacted_redis_url(self) -> str:

@@ -1,0 +1,21 @@
+-- Schedule a failed job for another attempt: drop it from the processing list, add it to the
+-- delayed set at its due time, and record the failure, in one step. A worker that no longer
+-- holds the job (it was recovered) records nothing.
+-- KEYS[1]  processing list       coroq:{Q}:processing:<worker-id>
+-- KEYS[2]  delayed set           coroq:{Q}:delayed
+-- KEYS[3]  job record hash       coroq:{Q}:job:<id>
+-- ARGV[1]  the job's raw bytes, exactly as taken from the ready list
+-- ARGV[2]  due time (epoch milliseconds)
+-- ARGV[3]  reason (machine-readable)
+-- ARGV[4]  error message
+-- ARGV[5]  traceback ('' when none)
+-- ARGV[6]  record TTL (seconds)
+-- Returns 1 when scheduled, 0 when the job was no longer held by this worker.
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'status', 'retrying', 'reason', ARGV[3], 'error', ARGV[4],
+  'traceback', ARGV[5], 'next_attempt_at', tonumber(ARGV[2]) / 1000)
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+return 1

@@ -1,0 +1,92 @@
+"""The heartbeat thread: keeps this worker's liveness keys fresh.
+
+One key per queue served (`coroq:{Q}:worker:<id>`, with a TTL), so the recovery script of a
+queue can check the owner's liveness inside that queue's slot. It runs in its own thread with
+its own connection, never on the event loop: a job that blocks the loop must not make a live
+worker look dead, and job code cannot starve it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import orjson
+import redis
+import structlog
+
+from producer.connection import TRANSIENT_ERRORS, sync_client
+from producer.keys import QueueKeys, workers_key
+from worker.redis_health import RedisHealth
+from worker.settings import WorkerSettings
+
+log = structlog.get_logger()
+
+
+class HeartbeatThread(threading.Thread):
+    def __init__(self, settings: WorkerSettings, health: RedisHealth) -> None:
+        super().__init__(name="coroq-heartbeat", daemon=True)
+        self._settings = settings
+        self._health = health
+        self._keys = [QueueKeys(queue, settings.prefix) for queue in settings.queues]
+        self._finished = threading.Event()
+        self._redis: redis.Redis = sync_client(
+            settings.redis_url, retries=0, socket_timeout=settings.heartbeat_interval
+        )
+        self._started_at = time.time()
+        self.beats = 0
+
+    def beat(self) -> None:
+        """Refresh every liveness key; warn when one had lapsed (we may have lost our jobs)."""
+        worker_id = self._settings.worker_id
+        value = orjson.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started_at": self._started_at,
+                "beat_at": time.time(),
+            }
+        )
+        ttl_ms = int(self._settings.heartbeat_ttl * 1000)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.sadd(workers_key(self._settings.prefix), worker_id)
+        for keys in self._keys:
+            pipe.set(keys.worker(worker_id), value, px=ttl_ms, get=True)
+        previous = pipe.execute()[1:]
+        if self.beats and any(old is None for old in previous):
+            log.warning(
+                "worker.heartbeat_lapsed",
+                worker_id=worker_id,
+                detail="other workers may have recovered this worker's jobs; "
+                "its outcomes for those jobs will not be recorded",
+            )
+        self.beats += 1
+
+    def run(self) -> None:
+        while not self._finished.wait(self._settings.heartbeat_interval):
+            try:
+                self.beat()
+            except TRANSIENT_ERRORS as exc:
+                self._health.failed(exc, where="heartbeat")
+            except redis.RedisError as exc:
+                log.error("worker.heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
+            else:
+                self._health.succeeded()
+
+    def stop(self, *, clear: bool) -> None:
+        """Stop beating; with `clear`, remove the liveness keys (a clean exit, nothing held)."""
+        self._finished.set()
+        if self.is_alive():
+            self.join(self._settings.heartbeat_interval + 1)
+        if clear:
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for keys in self._keys:
+                    pipe.delete(keys.worker(self._settings.worker_id))
+                pipe.srem(workers_key(self._settings.prefix), self._settings.worker_id)
+                pipe.execute()
+            except redis.RedisError as exc:
+                log.warning("worker.heartbeat_clear_failed", error=str(exc))
+        self._redis.close()

@@ -1,0 +1,118 @@
+"""Housekeeping on the event loop: recovering the jobs of lost workers, promoting due jobs.
+
+Each loop logs and survives its own errors (a Redis outage included) and lets cancellation
+through, so shutdown stops it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+import redis.asyncio
+import structlog
+
+from producer.connection import TRANSIENT_ERRORS
+from producer.keys import QueueKeys, workers_key
+from producer.scripts import AsyncScripts, promote_call, recover_call
+from worker.redis_health import RedisHealth
+from worker.settings import WorkerSettings
+
+log = structlog.get_logger()
+
+PROMOTE_BATCH = 500
+# How often every processing list is also looked for by SCAN, in case its owner's id
+# is missing from the set of workers.
+FULL_SCAN_EVERY = 600.0
+
+
+async def run_periodically(
+    name: str, step: Callable[[], Awaitable[float]], health: RedisHealth
+) -> None:
+    """Call `step` forever; it returns how long to wait before the next call."""
+    while True:
+        try:
+            pause = await step()
+        except asyncio.CancelledError:
+            raise
+        except TRANSIENT_ERRORS as exc:
+            health.failed(exc, where=name)
+            pause = 1.0
+        except Exception:
+            log.exception("housekeeping.failed", loop=name)
+            pause = 1.0
+        else:
+            health.succeeded()
+        await asyncio.sleep(pause)
+
+
+class Reaper:
+    """Moves the jobs of workers whose heartbeat expired back to the ready list."""
+
+    def __init__(
+        self, client: redis.asyncio.Redis, settings: WorkerSettings, scripts: AsyncScripts
+    ) -> None:
+        self._redis = client
+        self._settings = settings
+        self._scripts = scripts
+        self._keys = [QueueKeys(queue, settings.prefix) for queue in settings.queues]
+        self._last_full_scan = float("-inf")
+        self.recovered_total = 0
+
+    async def step(self) -> float:
+        members = await self._redis.smembers(workers_key(self._settings.prefix))
+        owners = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
+        if time.monotonic() - self._last_full_scan >= FULL_SCAN_EVERY:
+            owners |= await self._owners_by_scan()
+            self._last_full_scan = time.monotonic()
+        owners.discard(self._settings.worker_id)
+        for owner in owners:
+            await self._recover(owner)
+        return float(self._settings.reaper_interval)
+
+    async def _recover(self, owner: str) -> None:
+        alive_somewhere = False
+        for keys in self._keys:
+            moved = int(await self._scripts.run(recover_call(keys, owner)))
+            if moved:
+                self.recovered_total += moved
+                log.warning("jobs.recovered", owner=owner, queue=keys.queue, count=moved)
+            elif await self._redis.exists(keys.worker(owner)):
+                alive_somewhere = True
+        if not alive_somewhere:
+            # Gone from every queue we serve. If it still lives elsewhere, its next beat
+            # adds it back.
+            await self._redis.srem(workers_key(self._settings.prefix), owner)
+
+    async def _owners_by_scan(self) -> set[str]:
+        owners: set[str] = set()
+        for keys in self._keys:
+            prefix = keys.processing("")
+            async for key in self._redis.scan_iter(match=keys.processing_pattern, count=1000):
+                name = key.decode() if isinstance(key, bytes) else str(key)
+                owners.add(name[len(prefix) :])
+        return owners
+
+
+class DelayedPromoter:
+    """Moves delayed jobs (retries, scheduled pushes) to the ready list when they are due."""
+
+    def __init__(self, settings: WorkerSettings, scripts: AsyncScripts) -> None:
+        self._settings = settings
+        self._scripts = scripts
+        self._keys = [QueueKeys(queue, settings.prefix) for queue in settings.queues]
+
+    async def step(self) -> float:
+        longest = float(self._settings.promote_interval)
+        pause = longest
+        for keys in self._keys:
+            now_ms = int(time.time() * 1000)
+            result = await self._scripts.run(promote_call(keys, now_ms, PROMOTE_BATCH))
+            moved, next_due = (int(value) for value in cast("list[int]", result))
+            if moved >= PROMOTE_BATCH:
+                pause = 0.0  # more are due: go again at once
+            elif next_due >= 0:
+                pause = min(pause, max(0.0, (next_due - now_ms) / 1000))
+        return pause

@@ -1,0 +1,81 @@
+"""The loop-lag watchdog: notices when something blocks the event loop, and names the job.
+
+A thread (not the loop: a blocked loop cannot report on itself) posts a no-op callback to the
+loop and measures how long it takes to run. When that exceeds the threshold, the job whose
+coroutine holds the loop (the loop's current task) is logged once per blocking episode. The
+latest and the largest lag are kept for the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+log = structlog.get_logger()
+
+JobLookup = Callable[["asyncio.Task[object] | None"], "dict[str, object] | None"]
+
+
+class LoopWatchdog(threading.Thread):
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        describe_task: JobLookup,
+        *,
+        threshold: float,
+        interval: float = 0.1,
+    ) -> None:
+        super().__init__(name="coroq-loop-watchdog", daemon=True)
+        self._loop = loop
+        self._describe_task = describe_task
+        self._threshold = threshold
+        self._interval = interval
+        self._finished = threading.Event()
+        self.lag_seconds = 0.0
+        self.max_lag_seconds = 0.0
+        self.blocked_episodes = 0
+
+    def run(self) -> None:
+        while not self._finished.wait(self._interval):
+            answered = threading.Event()
+            posted = time.monotonic()
+            try:
+                self._loop.call_soon_threadsafe(answered.set)
+            except RuntimeError:  # the loop is closed: the worker is stopping
+                return
+            if answered.wait(self._threshold):
+                self._record(time.monotonic() - posted)
+                continue
+            self._report_blocked(answered, posted)
+
+    def _report_blocked(self, answered: threading.Event, posted: float) -> None:
+        self.blocked_episodes += 1
+        job = self._describe_task(asyncio.current_task(self._loop))
+        log.warning(
+            "loop.blocked",
+            blocked_ms=round((time.monotonic() - posted) * 1000, 1),
+            threshold_ms=round(self._threshold * 1000, 1),
+            hint="a coroutine is running blocking code (time.sleep, blocking I/O, heavy CPU); "
+            "make it async or a plain def task",
+            **(job or {}),
+        )
+        while not answered.wait(self._interval):
+            self._record(time.monotonic() - posted)
+            if self._finished.is_set():
+                return
+        lag = time.monotonic() - posted
+        self._record(lag)
+        log.info("loop.unblocked", blocked_ms=round(lag * 1000, 1), **(job or {}))
+
+    def _record(self, lag: float) -> None:
+        self.lag_seconds = lag
+        self.max_lag_seconds = max(self.max_lag_seconds, lag)
+
+    def stop(self) -> None:
+        self._finished.set()
+        if self.is_alive():
+            self.join(self._threshold + 1)
