@@ -62,3 +62,20 @@ async def limited(seconds: float) -> int:
 @task("tests.unserialisable")
 async def unserialisable() -> object:
     return object()
+
+
+@task("tests.limited_traced", concurrency=2)
+async def limited_traced(seconds: float) -> None:
+    """Like `tests.limited`, but logs when the handler itself begins and ends, so a test can
+    count how many run at once (`job.started` is logged before the per-task limit is taken)."""
+    log.info("limited.begin")
+    await asyncio.sleep(seconds)
+    log.info("limited.end")
+
+
+@task("tests.sync_logs")
+def sync_logs(text: str) -> str:
+    """A plain def task that logs through structlog and the standard library."""
+    log.info("tests.sync_structlog_line", text=text)
+    logging.getLogger("tests.stdlib").warning("sync stdlib line %s", text)
+    return text

