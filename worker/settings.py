@@ -79,6 +79,8 @@ class WorkerSettings(BaseSettings):
     retry_factor: Annotated[float, Field(ge=1)] = 2.0
     retry_cap: PositiveFloat = 300.0
     loop_lag_threshold: PositiveFloat = 0.5
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9191
+    metrics_host: str = Field("0.0.0.0", min_length=1)  # noqa: S104 - scraped from outside
     worker_id: str = Field(default_factory=default_worker_id, pattern=r"^[A-Za-z0-9_.@-]+$")
 
     @field_validator("queues", "tasks", mode="before")
