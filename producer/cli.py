@@ -17,6 +17,7 @@ import orjson
 import typer
 from redis.exceptions import RedisError
 from rich.console import Console
+from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
@@ -25,9 +26,11 @@ from producer.connection import DEFAULT_REDIS_URL, redact_url, sync_client
 from producer.dead_letters import DeadLetters
 from producer.durations import parse_duration
 from producer.envelope import JobEnvelope
-from producer.errors import CoroqError
+from producer.errors import CoroqError, PartialPush
 from producer.jobfile import read_job_source
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys, validate_queue_name
+from producer.stats import RECENT_WINDOW_S, StatsReader
+from producer.stats_view import stats_view
 
 # Inputs at least this large get a progress bar (when stderr is a terminal).
 PROGRESS_THRESHOLD = 5000
@@ -100,7 +103,16 @@ def push(
         Producer(redis_url, queue=queue, prefix=prefix) as producer,
         progress_bar(len(jobs)) as progress,
     ):
-        ids = producer.push_many(jobs, front=front, progress=progress)
+        producer.redis.ping()  # an unreachable Redis fails here, before anything is sent
+        try:
+            ids = producer.push_many(jobs, front=front, progress=progress)
+        except PartialPush as exc:
+            if not quiet:
+                sys.stdout.write("".join(f"{job_id}\n" for job_id in exc.pushed))
+            for job_id in exc.uncertain:
+                typer.echo(f"maybe pushed: {job_id}", err=True)
+            where = f"Redis at {redact_url(redis_url)}"
+            raise fail(f"{where}: {exc} (the ids pushed are printed on stdout)") from None
     if not quiet:
         sys.stdout.write("".join(f"{job_id}\n" for job_id in ids))
     typer.echo(f"pushed {len(ids)} job(s) to queue {queue}", err=True)
@@ -124,6 +136,72 @@ def status(
         raise fail(f"no record for job {job_id} in queue {queue} (not started yet, or expired)")
     sys.stdout.write(orjson.dumps({"id": job_id, **record}, option=orjson.OPT_INDENT_2).decode())
     sys.stdout.write("\n")
+
+
+@app.command()
+def stats(
+    queues: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue", "-q", help="Only this queue (repeat for more); default: every queue found."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (per refresh).")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh every --interval seconds until Ctrl-C.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.5, help="Seconds between refreshes of --watch.")
+    ] = 2.0,
+    throughput: Annotated[
+        bool,
+        typer.Option(
+            "--throughput/--no-throughput",
+            help=f"Measure throughput: jobs whose record shows finished_at in the last "
+            f"{RECENT_WINDOW_S:g} s, per second. It reads every job record kept "
+            "(result_ttl), so skip it on very large databases; Prometheus' "
+            "rate(coroq_jobs_total[5m]) is the cheap measure.",
+        ),
+    ] = True,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Per queue: ready / delayed / processing / dead jobs; live workers with their
+    heartbeat age; jobs in flight; throughput."""
+    try:
+        reader = StatsReader(
+            sync_client(redis_url), prefix=prefix, queues=queues, throughput=throughput
+        )
+    except CoroqError as exc:
+        raise fail(str(exc), 2) from None
+    with redis_errors(redis_url):
+        if watch:
+            _watch_stats(reader, as_json, interval)
+        else:
+            _print_stats(reader, as_json)
+
+
+def _print_stats(reader: StatsReader, as_json: bool) -> None:
+    snapshot = reader.snapshot()
+    if as_json:
+        sys.stdout.write(orjson.dumps(snapshot.to_dict()).decode() + "\n")
+    else:
+        Console().print(stats_view(snapshot))
+
+
+def _watch_stats(reader: StatsReader, as_json: bool, interval: float) -> None:
+    try:
+        if as_json:  # JSON Lines, one snapshot per refresh
+            while True:
+                _print_stats(reader, as_json=True)
+                sys.stdout.flush()
+                time.sleep(interval)
+        with Live(stats_view(reader.snapshot()), auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(stats_view(reader.snapshot()), refresh=True)
+    except KeyboardInterrupt:
+        return
 
 
 dead_app = typer.Typer(help="Jobs that failed for good: list, retry, purge.", no_args_is_help=True)
@@ -154,7 +232,12 @@ def dead_list(
     if as_json:
         sys.stdout.write("".join(orjson.dumps(job.fields).decode() + "\n" for job in jobs))
         return
-    table = Table("id", "task", "reason", "attempts", "failed at (UTC)", "error", box=None)
+    table = Table(box=None)
+    # Ids are copied from here: never shorten them; the error gives way first.
+    table.add_column("id", no_wrap=True, min_width=max((len(job.id) for job in jobs), default=2))
+    for heading in ("task", "reason", "attempts", "failed at (UTC)"):
+        table.add_column(heading, no_wrap=True)
+    table.add_column("error", overflow="ellipsis", no_wrap=True, ratio=1)
     for job in jobs:
         fields = job.fields
         failed_at = fields.get("failed_at")

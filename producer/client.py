@@ -15,6 +15,7 @@ import redis.asyncio
 
 from producer.connection import DEFAULT_REDIS_URL, async_client, sync_client
 from producer.envelope import JobEnvelope, build_envelope, stamp
+from producer.errors import PartialPush
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys
 from producer.records import decode_record
 
@@ -79,6 +80,15 @@ def _rounds(batches: Iterable[Batch]) -> Iterator[list[Batch]]:
         yield group
 
 
+def _partial(
+    pushed: list[str], failed: list[Batch], total: int, front: bool, error: Exception
+) -> PartialPush:
+    uncertain = [job_id for batch in failed for job_id in batch.ids]
+    in_order = pushed[::-1] if front else pushed
+    remaining = total - len(pushed) - len(uncertain)
+    return PartialPush(in_order, uncertain, remaining, f"{type(error).__name__}: {error}")
+
+
 class _ProducerBase:
     def __init__(self, *, queue: str, prefix: str) -> None:
         self.queue = queue
@@ -129,14 +139,21 @@ class Producer(_ProducerBase):
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: ProgressCallback | None = None,
     ) -> list[str]:
-        """Push validated envelopes in pipelined batches; return their ids in push order."""
+        """Push validated envelopes in pipelined batches; return their ids in push order.
+
+        Each round trip is one MULTI/EXEC of up to ten batches. Raises `PartialPush` (after
+        the client's retries) naming what went in when Redis fails part-way.
+        """
         keys = self.keys_for(queue)
         pushed: list[str] = []
         for group in _rounds(plan_batches(envelopes, keys, front=front, batch_size=batch_size)):
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self.redis.pipeline(transaction=True)
             for batch in group:
                 (pipe.rpush if batch.front else pipe.lpush)(batch.key, *batch.payloads)
-            pipe.execute()
+            try:
+                pipe.execute()
+            except redis.RedisError as exc:
+                raise _partial(pushed, group, len(envelopes), front, exc) from exc
             for batch in group:
                 pushed.extend(batch.ids)
                 if progress is not None:
@@ -199,10 +216,13 @@ class AsyncProducer(_ProducerBase):
         keys = self.keys_for(queue)
         pushed: list[str] = []
         for group in _rounds(plan_batches(envelopes, keys, front=front, batch_size=batch_size)):
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self.redis.pipeline(transaction=True)
             for batch in group:
                 (pipe.rpush if batch.front else pipe.lpush)(batch.key, *batch.payloads)
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except redis.RedisError as exc:
+                raise _partial(pushed, group, len(envelopes), front, exc) from exc
             for batch in group:
                 pushed.extend(batch.ids)
         return pushed[::-1] if front else pushed

@@ -8,19 +8,27 @@ import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import BusyLoadingError
+from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
-# Errors after which a command may be sent again on a fresh connection.
+# Errors after which a command may be sent again on a fresh connection: the link broke or
+# stalled, the server is loading its data (LOADING), or a failover left us on a replica
+# (READONLY). redis-py drops the connection on each, so the next command reconnects.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     BusyLoadingError,
+    ReadOnlyError,
 )
+
+
+def is_unblocked(error: Exception) -> bool:
+    """A blocking command ended by the server (CLIENT UNBLOCK ERROR, a master turned replica)."""
+    return isinstance(error, ResponseError) and str(error).startswith("UNBLOCKED")
 
 
 def redact_url(url: str) -> str:

@@ -53,3 +53,21 @@ class InvalidJob(CoroqError, ValueError):
 
 class RedisUnavailable(CoroqError):
     """Redis could not be reached after the configured retries."""
+
+
+class PartialPush(CoroqError):
+    """Redis failed part-way through a push: some jobs are in the queue, some are not.
+
+    `pushed` went in for sure; `uncertain` were in the round trip that failed (each round is
+    one MULTI/EXEC, so they are either all in or all out); the rest were not pushed.
+    """
+
+    def __init__(self, pushed: list[str], uncertain: list[str], remaining: int, cause: str):
+        self.pushed = pushed
+        self.uncertain = uncertain
+        self.remaining = remaining
+        super().__init__(
+            f"Redis failed after {len(pushed)} job(s) were pushed: {cause}; "
+            f"{len(uncertain)} job(s) of the last round trip may or may not be in the queue, "
+            f"{remaining} more were not pushed"
+        )

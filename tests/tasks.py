@@ -10,7 +10,7 @@ import time
 
 import structlog
 
-from worker import task
+from worker import Backoff, Fail, Retry, current_job, task
 
 log = structlog.get_logger()
 
@@ -79,3 +79,40 @@ def sync_logs(text: str) -> str:
     log.info("tests.sync_structlog_line", text=text)
     logging.getLogger("tests.stdlib").warning("sync stdlib line %s", text)
     return text
+
+
+@task("tests.flaky", backoff=Backoff(base=0.05, factor=2, cap=0.2))
+async def flaky(succeed_on: int) -> int:
+    """Fails until its attempt number reaches `succeed_on`."""
+    attempt = current_job().attempt
+    if attempt < succeed_on:
+        raise RuntimeError(f"attempt {attempt} fails on purpose")
+    return attempt
+
+
+@task("tests.retry_after")
+async def retry_after(seconds: float) -> int:
+    """Asks for a retry after `seconds` on its first attempt; succeeds on the next."""
+    attempt = current_job().attempt
+    if attempt == 1:
+        raise Retry("not yet", after=seconds)
+    return attempt
+
+
+@task("tests.fail_for_good")
+async def fail_for_good() -> None:
+    raise Fail("this input can never work")
+
+
+@task("tests.sync_job_info")
+def sync_job_info() -> dict[str, object]:
+    info = current_job()
+    return {"id": info.id, "attempt": info.attempt, "task": info.task, "queue": info.queue}
+
+
+@task("tests.fails_while_file_exists")
+async def fails_while_file_exists(path: str) -> str:
+    """Fails while `path` exists: a test can make a job die, then fix the cause."""
+    if os.path.exists(path):  # noqa: ASYNC240 - a stat of a local test file
+        raise RuntimeError(f"{path} exists")
+    return "fixed"

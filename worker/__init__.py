@@ -1,6 +1,8 @@
 """coroq's worker side: the daemon, the task registry and the built-in tasks."""
 
-from worker.errors import JobError
+from worker.context import JobInfo, current_job
+from worker.errors import Fail, JobError, Retry
 from worker.registry import task
+from worker.retry import Backoff
 
-__all__ = ["JobError", "task"]
+__all__ = ["Backoff", "Fail", "JobError", "JobInfo", "Retry", "current_job", "task"]

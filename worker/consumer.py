@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, cast
 
@@ -19,7 +20,7 @@ import redis
 import structlog
 from redis.exceptions import RedisError
 
-from producer.connection import TRANSIENT_ERRORS, sync_client
+from producer.connection import TRANSIENT_ERRORS, is_unblocked, sync_client
 from producer.envelope import new_job_id
 from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
@@ -52,6 +53,7 @@ class ConsumerThread(threading.Thread):
         runner: JobRunner,
         inflight: InFlight,
         health: RedisHealth,
+        heartbeat_fresh: Callable[[], bool],
         burst: bool = False,
     ) -> None:
         super().__init__(name=f"coroq-consumer-{keys.queue}", daemon=True)
@@ -64,6 +66,7 @@ class ConsumerThread(threading.Thread):
         self._runner = runner
         self._inflight = inflight
         self._health = health
+        self._heartbeat_fresh = heartbeat_fresh
         self._burst = burst
         self._processing = keys.processing(settings.worker_id)
         self._redis: redis.Redis = sync_client(
@@ -76,31 +79,12 @@ class ConsumerThread(threading.Thread):
 
     def run(self) -> None:
         delay = ReconnectDelay()
-        while not self._stop_taking.is_set():
-            if not self._slots.acquire(timeout=self._settings.poll_timeout):
-                continue
-            if self._stop_taking.is_set():  # the slot was freed by a job finishing in the drain
-                self._slots.release()
-                break
-            try:
-                raw = self._take()
-            except TRANSIENT_ERRORS as exc:
-                self._slots.release()
-                self._health.failed(exc, where="consumer")
-                self._reconcile_needed = True
-                self._stop_taking.wait(delay.next_delay())
-                continue
-            except RedisError as exc:  # e.g. WRONGTYPE: someone wrote a non-list at the key
-                self._slots.release()
-                log.error("consumer.redis_error", queue=self.keys.queue, error=str(exc))
-                self._stop_taking.wait(delay.next_delay())
-                continue
-            delay.reset()
-            self._health.succeeded()
+        while self._take_slot():
+            raw = self._take_or_wait(delay)
             if raw is None:
                 self._slots.release()
-                if self._burst:
-                    return
+                if self._burst and not self._stop_taking.is_set() and delay.failures == 0:
+                    return  # the queue is empty
                 continue
             if self._stop_taking.is_set():  # taken by a pop that was blocking at the signal
                 self._slots.release()
@@ -116,6 +100,37 @@ class ConsumerThread(threading.Thread):
                 log.exception("consumer.dispatch_error", queue=self.keys.queue)
                 self._dead_letter_after_bug(raw, exc)
         self._redis.close()
+
+    def _take_slot(self) -> bool:
+        """Wait for a free slot while it is safe to take a job; False once stopping."""
+        while not self._stop_taking.is_set():
+            if not self._slots.acquire(timeout=self._settings.poll_timeout):
+                continue
+            if self._stop_taking.is_set():  # the slot was freed by a job finishing in the drain
+                self._slots.release()
+                return False
+            if self._heartbeat_fresh():
+                return True
+            # Our liveness keys may lapse: a job taken now could be recovered elsewhere.
+            self._slots.release()
+            self._stop_taking.wait(0.1)
+        return False
+
+    def _take_or_wait(self, delay: ReconnectDelay) -> bytes | None:
+        """Pop a job; on a Redis error, log it, wait a backoff delay and return None."""
+        try:
+            raw = self._take()
+        except RedisError as exc:
+            if isinstance(exc, TRANSIENT_ERRORS) or is_unblocked(exc):
+                self._health.failed(exc, where="consumer")
+            else:  # e.g. WRONGTYPE: someone wrote a non-list at the key
+                log.error("consumer.redis_error", queue=self.keys.queue, error=str(exc))
+            self._reconcile_needed = True
+            self._stop_taking.wait(delay.next_delay())
+            return None
+        delay.reset()
+        self._health.succeeded()
+        return raw
 
     def _take(self) -> bytes | None:
         if self._reconcile_needed:

@@ -8,27 +8,35 @@ tests can call one by one without sending signals.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
+import redis
 import redis.asyncio
 import structlog
 
 from producer.connection import async_client
 from producer.keys import QueueKeys
+from producer.scripts import AsyncScripts
 from worker.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread
+from worker.heartbeat import HeartbeatThread
+from worker.housekeeping import DelayedPromoter, Reaper, run_periodically, warn_if_redis_may_evict
 from worker.http_session import SharedHttpSession
 from worker.inflight import InFlight
 from worker.loop_thread import EventLoopThread, loop_implementation
 from worker.outcomes import OutcomeStore
 from worker.redis_health import RedisHealth
 from worker.registry import TaskRegistry
+from worker.retry import Backoff
 from worker.runner import REQUEUE_GIVE_UP_AFTER, JobRunner
 from worker.settings import WorkerSettings
+from worker.watchdog import LoopWatchdog
 
 log = structlog.get_logger()
 
@@ -61,14 +69,29 @@ class Worker:
         self._redis: redis.asyncio.Redis | None = None
         self._runner: JobRunner | None = None
         self._consumers: list[ConsumerThread] = []
+        self._housekeeping: list[asyncio.Task[None]] = []
+        self.heartbeat = HeartbeatThread(settings, self.health)
+        self.watchdog: LoopWatchdog | None = None
+        self.reaper: Reaper | None = None
 
     # -- start ---------------------------------------------------------------------------
 
     def start(self) -> None:
         self.loop_thread.start()
+        self.heartbeat.start()
         self._redis = async_client(self.settings.redis_url)
         store = OutcomeStore(self._redis, self.settings, self.health)
-        self._runner = JobRunner(store, self._executor, self._http)
+        backoff = Backoff(
+            self.settings.retry_base, self.settings.retry_factor, self.settings.retry_cap
+        )
+        self._runner = JobRunner(store, self._executor, self._http, backoff)
+        self.loop_thread.run(self._start_housekeeping(self._redis), timeout=10)
+        self.watchdog = LoopWatchdog(
+            self.loop_thread.loop,
+            self._describe_running_job,
+            threshold=self.settings.loop_lag_threshold,
+        )
+        self.watchdog.start()
         for queue in self.settings.queues:
             consumer = ConsumerThread(
                 QueueKeys(queue, self.settings.prefix),
@@ -80,6 +103,7 @@ class Worker:
                 runner=self._runner,
                 inflight=self.inflight,
                 health=self.health,
+                heartbeat_fresh=self.heartbeat.fresh,
                 burst=self.burst,
             )
             consumer.start()
@@ -93,7 +117,24 @@ class Worker:
             redis=self.settings.redacted_redis_url,
             event_loop=loop_implementation(self.loop_thread.loop),
             burst=self.burst,
+            recovery_after_s=self.settings.heartbeat_ttl + self.settings.reaper_interval,
         )
+
+    async def _start_housekeeping(self, client: redis.asyncio.Redis) -> None:
+        """Start the periodic loops on the event loop; they run until `close`."""
+        await warn_if_redis_may_evict(client, self.health)
+        scripts = AsyncScripts(client)
+        self.reaper = Reaper(client, self.settings, scripts)
+        promoter = DelayedPromoter(self.settings, scripts)
+        for name, step in (("reaper", self.reaper.step), ("promoter", promoter.step)):
+            housekeeping = asyncio.create_task(run_periodically(name, step, self.health))
+            self._housekeeping.append(housekeeping)
+
+    def _describe_running_job(self, running: asyncio.Task[Any] | None) -> dict[str, object] | None:
+        job = None if self._runner is None else self._runner.job_of(running)
+        if job is None:
+            return None
+        return {"job_id": job.id, "task": job.task, "queue": job.queue}
 
     # -- run -----------------------------------------------------------------------------
 
@@ -186,6 +227,8 @@ class Worker:
         return count
 
     def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
         if self.loop_thread.is_alive:
             try:
                 self.loop_thread.run(self._close_on_loop(), timeout=10)
@@ -193,8 +236,20 @@ class Worker:
                 log.warning("worker.close_failed", error=f"{type(exc).__name__}: {exc}")
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.loop_thread.stop()
+        # Jobs still in our processing lists (an outage kept them from going back) are
+        # recovered by other workers once the liveness keys lapse; otherwise clear them now.
+        self.heartbeat.stop(clear=len(self.inflight) == 0 and self._nothing_held())
+
+    def _nothing_held(self) -> bool:
+        try:
+            return self.heartbeat.holds_nothing()
+        except redis.RedisError:
+            return False
 
     async def _close_on_loop(self) -> None:
+        for housekeeping in self._housekeeping:
+            housekeeping.cancel()
+        await asyncio.gather(*self._housekeeping, return_exceptions=True)
         await self._http.close()
         if self._redis is not None:
             await self._redis.aclose()

@@ -67,8 +67,8 @@ class WorkerLost(JobError):
 
     def __init__(self, attempts: int) -> None:
         super().__init__(
-            f"the worker running this job was lost on every one of its {attempts - 1} "
-            "attempt(s); not starting it again"
+            f"its worker was lost (killed, crashed or cut off) while running it, and all "
+            f"{attempts - 1} of its attempts are used; not starting it again"
         )
 
 

@@ -36,6 +36,7 @@ class HeartbeatThread(threading.Thread):
             settings.redis_url, retries=0, socket_timeout=settings.heartbeat_interval
         )
         self._started_at = time.time()
+        self._last_beat = float("-inf")
         self.beats = 0
 
     def beat(self) -> None:
@@ -65,15 +66,34 @@ class HeartbeatThread(threading.Thread):
         self.beats += 1
 
     def run(self) -> None:
-        while not self._finished.wait(self._settings.heartbeat_interval):
+        pause = 0.0  # the first beat at once: consumers wait for it before taking jobs
+        while not self._finished.wait(pause):
+            pause = self._settings.heartbeat_interval
             try:
                 self.beat()
             except TRANSIENT_ERRORS as exc:
                 self._health.failed(exc, where="heartbeat")
+                pause = min(pause, 0.5)  # try again soon: our jobs are at stake
             except redis.RedisError as exc:
                 log.error("worker.heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
+                pause = min(pause, 0.5)
             else:
+                self._last_beat = time.monotonic()
                 self._health.succeeded()
+
+    def fresh(self) -> bool:
+        """Whether the liveness keys surely outlive the next beat, so taking a job is safe.
+
+        A job taken while they may have lapsed could be recovered by another worker while it
+        runs here; so consumers take nothing until a beat has succeeded recently.
+        """
+        margin = self._settings.heartbeat_ttl - self._settings.heartbeat_interval
+        return time.monotonic() - self._last_beat < margin
+
+    def holds_nothing(self) -> bool:
+        """Whether every processing list of this worker is empty."""
+        worker_id = self._settings.worker_id
+        return not any(self._redis.exists(keys.processing(worker_id)) for keys in self._keys)
 
     def stop(self, *, clear: bool) -> None:
         """Stop beating; with `clear`, remove the liveness keys (a clean exit, nothing held)."""

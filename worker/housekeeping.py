@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import cast
 
+import redis
 import redis.asyncio
 import structlog
 
@@ -46,6 +47,24 @@ async def run_periodically(
         else:
             health.succeeded()
         await asyncio.sleep(pause)
+
+
+async def warn_if_redis_may_evict(client: redis.asyncio.Redis, health: RedisHealth) -> None:
+    """Warn when Redis may evict keys under memory pressure: queued jobs would vanish."""
+    try:
+        policy = (await client.config_get("maxmemory-policy")).get("maxmemory-policy")
+    except TRANSIENT_ERRORS as exc:
+        health.failed(exc, where="start")
+        return
+    except redis.RedisError:  # CONFIG is often disabled on managed Redis
+        return
+    if policy is not None and policy != "noeviction":
+        log.warning(
+            "redis.eviction_policy",
+            policy=policy,
+            detail="Redis may evict queue keys when full (jobs lost); set "
+            "maxmemory-policy noeviction",
+        )
 
 
 class Reaper:

@@ -22,6 +22,7 @@ from producer.scripts import (
     ack_call,
     dead_call,
     requeue_call,
+    retry_call,
     start_call,
 )
 from worker.errors import JobError
@@ -106,6 +107,21 @@ class OutcomeStore:
             error=str(error),
             traceback=trace,
             finished_at=time.time(),
+            ttl=self._settings.result_ttl,
+        )
+        return bool(await self._run(call))
+
+    async def retry(self, job: ReceivedJob, error: JobError, delay: float) -> bool:
+        """Move the job to the delayed set, due in `delay` seconds, and record the failure."""
+        call = retry_call(
+            job.keys,
+            job.id,
+            worker_id=self.worker_id,
+            raw=job.raw,
+            due_ms=int((time.time() + delay) * 1000),
+            reason=error.reason,
+            error=str(error),
+            traceback=format_traceback(error),
             ttl=self._settings.result_ttl,
         )
         return bool(await self._run(call))

@@ -55,5 +55,9 @@ class ReconnectDelay:
         self._failures += 1
         return float(self._backoff.compute(self._failures))
 
+    @property
+    def failures(self) -> int:
+        return self._failures
+
     def reset(self) -> None:
         self._failures = 0

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from producer.envelope import first_error
 from worker.errors import InvalidArguments, TaskRegistrationError, UnknownTask
+from worker.retry import Backoff
 
 BUILTIN_TASK_MODULES = ("worker.tasks.builtin",)
 _TASK_ATTRIBUTE = "__coroq_task__"
@@ -35,6 +36,7 @@ class TaskOptions:
     timeout: float | None = None
     max_attempts: int | None = None
     concurrency: int | None = None
+    backoff: Backoff | None = None
 
 
 def task(
@@ -43,11 +45,13 @@ def task(
     timeout: float | None = None,
     max_attempts: int | None = None,
     concurrency: int | None = None,
+    backoff: Backoff | None = None,
 ) -> Callable[[F], F]:
     """Mark a function (`async def` or `def`) as the task `name`.
 
     `timeout` (seconds) and `max_attempts` are defaults a job's envelope may override;
-    `concurrency` caps how many jobs of this task run at once in one worker.
+    `concurrency` caps how many jobs of this task run at once in one worker; `backoff`
+    replaces the worker's retry delays (settings retry_base, retry_factor, retry_cap).
     """
     if not _TASK_NAME.match(name):
         raise TaskRegistrationError(f"invalid task name {name!r}")
@@ -56,7 +60,7 @@ def task(
             raise TaskRegistrationError(f"task {name!r}: {option} must be positive")
     if concurrency is not None and concurrency < 1:
         raise TaskRegistrationError(f"task {name!r}: concurrency must be at least 1")
-    options = TaskOptions(name, timeout, max_attempts, concurrency)
+    options = TaskOptions(name, timeout, max_attempts, concurrency, backoff)
 
     def mark(function: F) -> F:
         setattr(function, _TASK_ATTRIBUTE, options)
@@ -115,6 +119,7 @@ class TaskSpec:
     max_attempts: int | None
     concurrency: int | None
     binder: ArgumentBinder = field(repr=False)
+    backoff: Backoff | None = None
 
     @classmethod
     def from_function(cls, function: Callable[..., Any], options: TaskOptions) -> TaskSpec:
@@ -126,6 +131,7 @@ class TaskSpec:
             max_attempts=options.max_attempts,
             concurrency=options.concurrency,
             binder=ArgumentBinder(function),
+            backoff=options.backoff,
         )
 
 

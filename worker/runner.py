@@ -21,11 +21,13 @@ import orjson
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from worker.errors import HandlerFailed, JobError, JobTimeout, ResultNotSerializable
+from worker.context import JobInfo, set_current_job
+from worker.errors import HandlerFailed, JobError, JobTimeout, ResultNotSerializable, WorkerLost
 from worker.http_session import SharedHttpSession
 from worker.job import ReceivedJob
 from worker.outcomes import OutcomeStore
 from worker.registry import TaskSpec
+from worker.retry import Backoff, GiveUp, decide
 
 log = structlog.get_logger()
 
@@ -35,18 +37,23 @@ REQUEUE_GIVE_UP_AFTER = 5.0
 
 class JobRunner:
     def __init__(
-        self, store: OutcomeStore, executor: ThreadPoolExecutor, http: SharedHttpSession
+        self,
+        store: OutcomeStore,
+        executor: ThreadPoolExecutor,
+        http: SharedHttpSession,
+        backoff: Backoff,
     ) -> None:
         self._store = store
         self._executor = executor
         self._http = http
+        self._backoff = backoff  # tasks may declare their own
         self._task_limits: dict[str, asyncio.Semaphore] = {}
-        self._running: set[asyncio.Task[Any]] = set()
+        self._running: dict[asyncio.Task[Any], ReceivedJob] = {}
 
     async def run(self, job: ReceivedJob) -> None:
         current = asyncio.current_task()
         assert current is not None  # noqa: S101 - always true inside a coroutine on a loop
-        self._running.add(current)
+        self._running[current] = job
         try:
             with bound_contextvars(job_id=job.id, task=job.task, queue=job.queue):
                 try:
@@ -57,12 +64,19 @@ class JobRunner:
                     await self._requeue_after_cancel(job)
                     raise
         finally:
-            self._running.discard(current)
+            self._running.pop(current, None)
 
     async def _run_attempt(self, job: ReceivedJob) -> None:
         self._http.install()
         attempt = await self._store.start(job)
         with bound_contextvars(attempt=attempt):
+            if attempt > job.max_attempts:
+                # Only lost attempts push the count past the limit: a failure that was
+                # recorded ends in the dead list at max_attempts. So this job (poison?) took
+                # its worker down with it every time; do not let it do so again.
+                await self._give_up(job, WorkerLost(attempt), attempt)
+                return
+            set_current_job(JobInfo(job.id, job.task, job.queue, attempt, job.max_attempts))
             log.info("job.started", max_attempts=job.max_attempts)
             started = time.perf_counter()
             try:
@@ -123,8 +137,7 @@ class JobRunner:
     async def _after_failure(
         self, job: ReceivedJob, error: JobError, attempt: int, duration_ms: float
     ) -> None:
-        """Decide what a failed attempt leads to. Every failure is final for now; this is
-        where a retry policy decides between rescheduling and the dead list."""
+        """Reschedule the job after a backoff, or send it to the dead list."""
         log.warning(
             "job.failed",
             reason=error.reason,
@@ -132,8 +145,18 @@ class JobRunner:
             duration_ms=duration_ms,
             exc_info=error.__cause__ if isinstance(error, HandlerFailed) else None,
         )
+        decision = decide(error, attempt, job.max_attempts, job.spec.backoff or self._backoff)
+        if isinstance(decision, GiveUp):
+            await self._give_up(job, error, attempt)
+            return
+        if await self._store.retry(job, error, decision.delay):
+            log.info("job.retrying", reason=error.reason, delay_s=round(decision.delay, 3))
+        else:
+            log.warning("job.ack_lost", outcome="retrying", reason=error.reason)
+
+    async def _give_up(self, job: ReceivedJob, error: JobError, attempt: int) -> None:
         if await self._store.dead(job, error, attempt):
-            log.error("job.dead", reason=error.reason, error=str(error))
+            log.error("job.dead", reason=error.reason, error=str(error), attempts=attempt)
         else:
             log.warning("job.ack_lost", outcome="dead", reason=error.reason)
 
@@ -144,6 +167,10 @@ class JobRunner:
             log.error("job.requeue_failed", error=f"{type(exc).__name__}: {exc}")
             return
         log.info("job.requeued", held=requeued)
+
+    def job_of(self, running: asyncio.Task[Any] | None) -> ReceivedJob | None:
+        """The job a task of the loop runs, if it is one (for the loop-lag watchdog)."""
+        return None if running is None else self._running.get(running)
 
     def cancel_all(self) -> int:
         """Cancel every running job (shutdown); each requeues itself. Call on the loop."""

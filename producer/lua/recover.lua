@@ -11,7 +11,8 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
 end
 local moved = 0
 while true do
-  local job = redis.call('RPOPLPUSH', KEYS[1], KEYS[3])
+-- Newest first, each to the consuming end: the oldest ends up taken first.
+  local job = redis.call('LMOVE', KEYS[1], KEYS[3], 'LEFT', 'RIGHT')
   if not job then
     break
   end

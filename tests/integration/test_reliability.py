@@ -1,0 +1,183 @@
+"""Retries, recovery of a lost worker's jobs, and fencing, with real worker processes.
+
+The fault-injection suite (tests/faults/) runs the same mechanisms at volume; these tests pin
+down each rule on its own, with timings small enough to run in seconds.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import orjson
+import redis
+
+from producer import Producer
+from producer.keys import QueueKeys
+from tests.conftest import wait_for
+from tests.integration.helpers import (
+    dead_entries,
+    job_events,
+    processing_total,
+    record,
+    wait_for_outcome,
+    worker_id,
+)
+
+# Recovery within about a second of a worker's death.
+FAST_RECOVERY = {
+    "COROQ_HEARTBEAT_INTERVAL": "0.2",
+    "COROQ_HEARTBEAT_TTL": "1.0",
+    "COROQ_REAPER_INTERVAL": "0.2",
+    "COROQ_PROMOTE_INTERVAL": "0.1",
+}
+
+
+def test_failed_attempts_are_retried_until_one_succeeds(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    worker = start_worker(env=FAST_RECOVERY)
+    job_id = producer.push("tests.flaky", 3, _max_attempts=5)
+    found = wait_for_outcome(redis_client, keys, job_id)
+    assert (found["status"], found["result"], found["attempts"]) == ("succeeded", 3, 3)
+    assert len(worker.events("job.retrying")) == 2
+    assert all(0 <= line["delay_s"] <= 0.2 for line in worker.events("job.retrying"))
+    assert redis_client.zcard(keys.delayed) == 0
+
+
+def test_a_job_that_keeps_failing_is_dead_after_max_attempts_with_its_traceback(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    start_worker(env=FAST_RECOVERY)
+    job_id = producer.push("tests.flaky", 99, _max_attempts=3)
+    found = wait_for_outcome(redis_client, keys, job_id)
+    assert (found["status"], found["reason"], found["attempts"]) == ("dead", "handler_error", 3)
+    [entry] = dead_entries(redis_client, keys)
+    assert entry["id"] == job_id
+    assert entry["attempts"] == 3
+    assert "attempt 3 fails on purpose" in entry["error"]
+    assert "RuntimeError" in entry["traceback"]
+    assert orjson.loads(entry["raw"])["id"] == job_id
+
+
+def test_retry_after_waits_in_the_delayed_set_for_the_delay_asked(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    worker = start_worker(env=FAST_RECOVERY)
+    job_id = producer.push("tests.retry_after", 1.5)
+    wait_for(lambda: record(redis_client, keys, job_id).get("status") == "retrying")
+    assert redis_client.zcard(keys.delayed) == 1
+    found = wait_for_outcome(redis_client, keys, job_id)
+    assert (found["status"], found["attempts"]) == ("succeeded", 2)
+    [retrying] = worker.events("job.retrying")
+    assert retrying["delay_s"] == 1.5
+    # The second attempt started no earlier than the delay asked for.
+    assert found["started_at"] - found["enqueued_at"] >= 1.5
+
+
+def test_fail_skips_the_remaining_attempts(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    start_worker(env=FAST_RECOVERY)
+    job_id = producer.push("tests.fail_for_good", _max_attempts=5)
+    found = wait_for_outcome(redis_client, keys, job_id)
+    assert (found["status"], found["attempts"]) == ("dead", 1)
+    assert "can never work" in found["error"]
+
+
+def test_a_sync_task_sees_its_job(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    start_worker()
+    job_id = producer.push("tests.sync_job_info")
+    found = wait_for_outcome(redis_client, keys, job_id)
+    assert found["result"] == {
+        "id": job_id,
+        "attempt": 1,
+        "task": "tests.sync_job_info",
+        "queue": keys.queue,
+    }
+
+
+def test_jobs_of_a_sigkilled_worker_run_again_on_another(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    doomed = start_worker(env=FAST_RECOVERY)
+    job_ids = [producer.push("tests.nap", 30, f"job-{n}") for n in range(3)]
+    wait_for(lambda: len(doomed.events("nap.begin")) == 3)
+    doomed.process.kill()
+    doomed.wait()
+    assert processing_total(redis_client, keys) == 3  # held by a dead worker
+
+    rescuer = start_worker(env={**FAST_RECOVERY, "COROQ_SHUTDOWN_GRACE": "0"})
+    wait_for(lambda: len(rescuer.events("nap.begin")) == 3)
+    [recovered] = rescuer.events("jobs.recovered")
+    assert (recovered["owner"], recovered["count"]) == (worker_id(doomed), 3)
+    for job_id in job_ids:
+        found = record(redis_client, keys, job_id)
+        assert (found["attempts"], found["worker"]) == (2, worker_id(rescuer))
+
+
+def test_a_long_job_on_a_live_worker_is_never_taken_from_it(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    """Recovery depends on the owner's heartbeat, not on how long the job has run."""
+    owner = start_worker(env=FAST_RECOVERY)
+    other = start_worker(env=FAST_RECOVERY)
+    job_id = producer.push("tests.sync_nap", 4.0)  # 4 heartbeat TTLs
+    found = wait_for_outcome(redis_client, keys, job_id)
+    assert (found["status"], found["attempts"]) == ("succeeded", 1)
+    assert not owner.events("jobs.recovered")
+    assert not other.events("jobs.recovered")
+
+
+def test_a_paused_worker_whose_jobs_were_recovered_cannot_ack_them(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    """Fencing: SIGSTOP past the heartbeat TTL, recovery elsewhere, then SIGCONT."""
+    paused = start_worker(env=FAST_RECOVERY)
+    job_id = producer.push("tests.nap", 1.0, "fenced")
+    wait_for(lambda: paused.events("nap.begin"))
+    paused.signal(signal.SIGSTOP)
+    try:
+        rescuer = start_worker(env=FAST_RECOVERY)
+        found = wait_for_outcome(redis_client, keys, job_id)
+        assert (found["status"], found["worker"]) == ("succeeded", worker_id(rescuer))
+    finally:
+        paused.signal(signal.SIGCONT)
+    wait_for(lambda: paused.events("job.ack_lost"))
+    assert job_events(paused, "job.succeeded") == []
+    time.sleep(0.5)  # let a wrong write, if there were one, land
+    after = record(redis_client, keys, job_id)
+    assert (after["status"], after["worker"]) == ("succeeded", worker_id(rescuer))
+    assert paused.events("worker.heartbeat_lapsed")
+
+
+def test_a_job_that_kills_its_worker_every_time_ends_in_the_dead_list(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    job_id = producer.push("tests.nap", 30, "poison", _max_attempts=2)
+    for _ in range(2):
+        victim = start_worker(env=FAST_RECOVERY)
+        wait_for(lambda victim=victim: victim.events("nap.begin"))
+        victim.process.kill()
+        victim.wait()
+    survivor = start_worker(env=FAST_RECOVERY)
+    found = wait_for_outcome(redis_client, keys, job_id)
+    assert (found["status"], found["reason"], found["attempts"]) == ("dead", "worker_lost", 3)
+    assert not survivor.events("nap.begin")
+    [entry] = dead_entries(redis_client, keys)
+    assert entry["reason"] == "worker_lost"
+
+
+def test_sigterm_leaves_delayed_retries_in_place_and_exits_zero(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    worker = start_worker(env=FAST_RECOVERY)
+    job_id = producer.push("tests.retry_after", 60)
+    wait_for(lambda: record(redis_client, keys, job_id).get("status") == "retrying")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert redis_client.zcard(keys.delayed) == 1
+    assert processing_total(redis_client, keys) == 0
+    assert not redis_client.exists(keys.worker(worker_id(worker)))

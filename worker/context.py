@@ -1,0 +1,35 @@
+"""What a running task can know about its own job: `worker.current_job()`.
+
+Handlers use it for idempotency keys (the job id is stable across attempts) or to behave
+differently on a later attempt. Set by the runner for the duration of each attempt; `def`
+tasks see it too (their thread runs in a copy of the job's context).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    id: str
+    task: str
+    queue: str
+    attempt: int
+    max_attempts: int
+
+
+_current: ContextVar[JobInfo | None] = ContextVar("coroq_current_job", default=None)
+
+
+def current_job() -> JobInfo:
+    """The job this task runs for; raises LookupError outside a job."""
+    info = _current.get()
+    if info is None:
+        raise LookupError("current_job() is only available inside a running task")
+    return info
+
+
+def set_current_job(info: JobInfo) -> None:
+    _current.set(info)
