@@ -77,6 +77,11 @@ class QueueKeys:
         """A SCAN pattern matching every worker's processing list of this queue."""
         return f"{self.base}:processing:*"
 
+    @property
+    def job_pattern(self) -> str:
+        """A SCAN pattern matching every job record of this queue."""
+        return f"{self.base}:job:*"
+
     def processing(self, worker_id: str) -> str:
         return f"{self.base}:processing:{worker_id}"
 
@@ -85,6 +90,32 @@ class QueueKeys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.base}:worker:{worker_id}"
+
+
+def queue_keys_pattern(prefix: str = DEFAULT_PREFIX) -> str:
+    """A SCAN pattern for the ready, delayed, dead, processing and worker keys of every queue
+    (and not the job records, which are by far the most numerous)."""
+    return f"{validate_prefix(prefix)}:{{*}}:[dprw]*"
+
+
+_QUEUE_LEVEL_KEYS = ("ready", "delayed", "dead")
+_PER_WORKER_KEYS = ("processing:", "worker:")
+
+
+def parse_queue_key(key: str, prefix: str = DEFAULT_PREFIX) -> tuple[str, str] | None:
+    """(queue, rest) for a key of this layout, e.g. ("emails", "processing:w1"); None for job
+    records and for anything else. Queue names hold no brace, so the first one ends the tag."""
+    head = f"{prefix}:{{"
+    if not key.startswith(head):
+        return None
+    queue, brace, rest = key[len(head) :].partition("}:")
+    if not brace or not _QUEUE_NAME.fullmatch(queue):
+        return None
+    if rest in _QUEUE_LEVEL_KEYS:
+        return queue, rest
+    if any(rest.startswith(kind) and len(rest) > len(kind) for kind in _PER_WORKER_KEYS):
+        return queue, rest
+    return None
 
 
 def workers_key(prefix: str = DEFAULT_PREFIX) -> str:

@@ -15,6 +15,7 @@ from producer.errors import CoroqError
 from worker.check import check_worker
 from worker.daemon import Worker
 from worker.demo import run_demo
+from worker.health_probe import DEFAULT_TIMEOUT, probe_health
 from worker.logs import configure_logging
 from worker.registry import TaskRegistry
 from worker.settings import WorkerSettings, load_settings
@@ -112,6 +113,25 @@ def check(
     for name in report.tasks:
         typer.echo(f"     task {name}")
     if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def health(
+    config: ConfigOpt = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each answer.")
+    ] = DEFAULT_TIMEOUT,
+) -> None:
+    """Ask the worker on this host for /healthz and /readyz: exit 0 when both are OK, else 1.
+
+    Uses the worker's settings (metrics_port, metrics_host); with metrics_port 0 it can only
+    ping Redis, and says so.
+    """
+    settings = settings_from_flags(config)
+    verdict = probe_health(settings, timeout)
+    typer.echo(f"{'ok' if verdict.ok else 'FAIL'}: {verdict.message}", err=not verdict.ok)
+    if not verdict.ok:
         raise typer.Exit(1)
 
 

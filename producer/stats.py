@@ -1,0 +1,256 @@
+"""`producer stats`: what is in the queues and who is working on them, read from Redis.
+
+One snapshot costs: one SCAN for the queue keys (ready, delayed, dead, processing, worker;
+never the job records), one pipeline of LLEN/ZCARD, SMEMBERS of the worker set and one
+pipeline of GETs of the heartbeats. Throughput is optional because it is the costly part: it
+reads the `finished_at` of every job record kept (see `RECENT_WINDOW_S`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from producer.keys import (
+    DEFAULT_PREFIX,
+    QueueKeys,
+    parse_queue_key,
+    queue_keys_pattern,
+    validate_prefix,
+    workers_key,
+)
+
+RECENT_WINDOW_S = 60.0
+SCAN_COUNT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue: str
+    ready: int
+    delayed: int
+    processing: int
+    dead: int
+    workers: int
+    finished_last_window: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    worker_id: str
+    queues: tuple[str, ...]
+    host: str | None
+    pid: int | None
+    started_at: float | None
+    beat_at: float | None
+    heartbeat_age_s: float | None
+    in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatsSnapshot:
+    taken_at: float
+    queues: tuple[QueueStats, ...]
+    workers: tuple[WorkerStats, ...]
+    window_s: float = RECENT_WINDOW_S
+
+    @property
+    def in_flight(self) -> int:
+        return sum(queue.processing for queue in self.queues)
+
+    @property
+    def throughput_per_s(self) -> float | None:
+        """Jobs finished per second over the last `window_s`, or None when not measured."""
+        counts = [queue.finished_last_window for queue in self.queues]
+        if not counts or any(count is None for count in counts):
+            return None
+        return sum(count or 0 for count in counts) / self.window_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "taken_at": self.taken_at,
+            "in_flight": self.in_flight,
+            "throughput_per_s": self.throughput_per_s,
+            "throughput_window_s": self.window_s,
+            "queues": [asdict(queue) for queue in self.queues],
+            "workers": [
+                {**asdict(worker), "queues": list(worker.queues)} for worker in self.workers
+            ],
+        }
+
+
+class StatsReader:
+    """Reads snapshots of the queues of one key prefix (all of them, or those named)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        queues: Sequence[str] | None = None,
+        throughput: bool = True,
+        window_s: float = RECENT_WINDOW_S,
+    ) -> None:
+        self._client = client
+        self._prefix = validate_prefix(prefix)
+        self._only = [QueueKeys(queue, prefix) for queue in queues] if queues else None
+        self._throughput = throughput
+        self._window_s = window_s
+
+    def snapshot(self, now: float | None = None) -> StatsSnapshot:
+        found = self._scan_queue_keys()
+        queue_names = sorted(found) if self._only is None else [k.queue for k in self._only]
+        keys_list = [QueueKeys(queue, self._prefix) for queue in queue_names]
+        processing = {queue: found.get(queue, []) for queue in queue_names}
+        counts, held = self._counts(keys_list, processing)
+        taken_at = time.time() if now is None else now
+        workers = self._live_workers(keys_list, held, taken_at)
+        since = taken_at - self._window_s
+        finished = (
+            {keys.queue: self._finished_since(keys, since) for keys in keys_list}
+            if self._throughput
+            else {}
+        )
+        queues = tuple(
+            QueueStats(
+                keys.queue,
+                *counts[keys.queue],
+                workers=sum(1 for worker in workers if keys.queue in worker.queues),
+                finished_last_window=finished.get(keys.queue),
+            )
+            for keys in keys_list
+        )
+        return StatsSnapshot(taken_at, queues, tuple(workers), self._window_s)
+
+    def _scan_queue_keys(self) -> dict[str, list[str]]:
+        """queue -> its processing lists; every queue with any key of its own is present."""
+        found: dict[str, list[str]] = defaultdict(list)
+        patterns = (
+            [keys.processing_pattern for keys in self._only]
+            if self._only is not None
+            else [queue_keys_pattern(self._prefix)]
+        )
+        for pattern in patterns:
+            for raw in self._client.scan_iter(match=pattern, count=SCAN_COUNT):
+                key = raw.decode() if isinstance(raw, bytes) else str(raw)
+                parsed = parse_queue_key(key, self._prefix)
+                if parsed is None:
+                    continue
+                queue, rest = parsed
+                entry = found[queue]
+                if rest.startswith("processing:"):
+                    entry.append(key)
+        return dict(found)
+
+    def _counts(
+        self, keys_list: Sequence[QueueKeys], processing: dict[str, list[str]]
+    ) -> tuple[dict[str, tuple[int, int, int, int]], dict[str, int]]:
+        """(queue -> (ready, delayed, processing, dead), worker id -> jobs it holds)."""
+        pipe = self._client.pipeline(transaction=False)
+        for keys in keys_list:
+            pipe.llen(keys.ready)
+            pipe.zcard(keys.delayed)
+            pipe.llen(keys.dead)
+            for key in processing[keys.queue]:
+                pipe.llen(key)
+        replies = iter(pipe.execute())
+        counts = {}
+        held: dict[str, int] = defaultdict(int)
+        for keys in keys_list:
+            ready, delayed, dead = next(replies), next(replies), next(replies)
+            in_queue = 0
+            for key in processing[keys.queue]:
+                length = int(next(replies))
+                held[key.removeprefix(keys.processing(""))] += length
+                in_queue += length
+            counts[keys.queue] = (int(ready), int(delayed), in_queue, int(dead))
+        return counts, dict(held)
+
+    def _live_workers(
+        self, keys_list: Sequence[QueueKeys], held: dict[str, int], now: float
+    ) -> list[WorkerStats]:
+        """Workers of the worker set with a heartbeat on at least one of these queues."""
+        ids = sorted(
+            member.decode() if isinstance(member, bytes) else str(member)
+            for member in self._client.smembers(workers_key(self._prefix))
+        )
+        if not ids or not keys_list:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for worker_id in ids:
+            for keys in keys_list:
+                pipe.get(keys.worker(worker_id))
+        replies = iter(pipe.execute())
+        workers = []
+        for worker_id in ids:
+            beats = {keys.queue: next(replies) for keys in keys_list}
+            served = tuple(queue for queue, beat in beats.items() if beat is not None)
+            if served:
+                info = _freshest(beat for beat in beats.values() if beat is not None)
+                workers.append(_worker_stats(worker_id, served, info, held.get(worker_id, 0), now))
+        return workers
+
+    def _finished_since(self, keys: QueueKeys, since: float) -> int:
+        count = 0
+        batch: list[bytes] = []
+        for key in self._client.scan_iter(match=keys.job_pattern, count=SCAN_COUNT):
+            batch.append(key)
+            if len(batch) >= SCAN_COUNT:
+                count += self._count_finished(batch, since)
+                batch = []
+        return count + self._count_finished(batch, since)
+
+    def _count_finished(self, job_keys: list[bytes], since: float) -> int:
+        if not job_keys:
+            return 0
+        pipe = self._client.pipeline(transaction=False)
+        for key in job_keys:
+            pipe.hget(key, "finished_at")
+        return sum(1 for value in pipe.execute() if _float(value, default=0.0) >= since)
+
+
+def _freshest(beats: Iterable[bytes]) -> dict[str, Any]:
+    best: dict[str, Any] = {}
+    for beat in beats:
+        try:
+            value = orjson.loads(beat)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and _float(value.get("beat_at")) >= _float(best.get("beat_at")):
+            best = value
+    return best
+
+
+def _worker_stats(
+    worker_id: str, queues: tuple[str, ...], info: dict[str, Any], in_flight: int, now: float
+) -> WorkerStats:
+    beat_at = info.get("beat_at")
+    beat = float(beat_at) if isinstance(beat_at, int | float) else None
+    started = info.get("started_at")
+    pid = info.get("pid")
+    host = info.get("host")
+    return WorkerStats(
+        worker_id=worker_id,
+        queues=queues,
+        host=str(host) if host is not None else None,
+        pid=pid if isinstance(pid, int) else None,
+        started_at=float(started) if isinstance(started, int | float) else None,
+        beat_at=beat,
+        heartbeat_age_s=round(max(now - beat, 0.0), 3) if beat is not None else None,
+        in_flight=in_flight,
+    )
+
+
+def _float(value: object, default: float = float("-inf")) -> float:
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default

@@ -1,0 +1,82 @@
+"""How `producer stats` shows a snapshot to people: two rich tables and a summary line."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from producer.stats import StatsSnapshot
+
+
+def stats_view(snapshot: StatsSnapshot) -> Group:
+    return Group(_queues_table(snapshot), Text(""), _workers_table(snapshot), _summary(snapshot))
+
+
+def _queues_table(snapshot: StatsSnapshot) -> Table:
+    window = f"done/{snapshot.window_s:g}s"
+    table = Table(title="queues", title_justify="left", box=None)
+    table.add_column("queue")
+    for name in ("ready", "delayed", "processing", "dead", "workers", window):
+        table.add_column(name, justify="right")
+    for queue in snapshot.queues:
+        done = queue.finished_last_window
+        table.add_row(
+            queue.queue,
+            str(queue.ready),
+            str(queue.delayed),
+            str(queue.processing),
+            Text(str(queue.dead), style="bold red" if queue.dead else ""),
+            Text(str(queue.workers), style="" if queue.workers else "yellow"),
+            "-" if done is None else str(done),
+        )
+    if not snapshot.queues:
+        table.add_row(Text("(no queues found)", style="dim"))
+    return table
+
+
+def _workers_table(snapshot: StatsSnapshot) -> Table:
+    table = Table(title="live workers", title_justify="left", box=None)
+    table.add_column("worker")
+    table.add_column("host")
+    table.add_column("pid", justify="right")
+    table.add_column("queues")
+    table.add_column("in flight", justify="right")
+    table.add_column("heartbeat age", justify="right")
+    table.add_column("up since (UTC)")
+    for worker in snapshot.workers:
+        age = worker.heartbeat_age_s
+        table.add_row(
+            worker.worker_id,
+            worker.host or "?",
+            "?" if worker.pid is None else str(worker.pid),
+            ",".join(worker.queues),
+            str(worker.in_flight),
+            "?" if age is None else f"{age:.1f}s",
+            _when(worker.started_at),
+        )
+    if not snapshot.workers:
+        table.add_row(Text("(no live worker)", style="yellow"))
+    return table
+
+
+def _summary(snapshot: StatsSnapshot) -> Text:
+    rate = snapshot.throughput_per_s
+    throughput = (
+        "not measured (--no-throughput)"
+        if rate is None
+        else f"{rate:.2f} jobs/s (finished in the last {snapshot.window_s:g} s)"
+    )
+    taken = time.strftime("%H:%M:%S", time.localtime(snapshot.taken_at))
+    return Text(
+        f"\nin flight: {snapshot.in_flight}   throughput: {throughput}   at {taken}", style="dim"
+    )
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "?"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")

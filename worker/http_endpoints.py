@@ -1,0 +1,95 @@
+"""The worker's HTTP endpoints, served by aiohttp from the worker's own event loop.
+
+- `GET /metrics`: every metric of a `WorkerMetrics`, Prometheus text format 0.0.4.
+- `GET /healthz`: liveness. That the loop answers at all is half the check (a blocked loop
+  answers nothing, and the caller's timeout says so); `is_live` adds the rest.
+- `GET /readyz`: readiness (`is_ready`: Redis reachable).
+
+Both checks answer 200 `{"ok": true, "check": ...}` or 503 `{"ok": false, "check": ...,
+"reason": ...}`. A check is a plain function run on the loop, so it must be quick and must not
+block: read a flag, `Thread.is_alive()`, never a network call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+
+from worker.metrics import CONTENT_TYPE, WorkerMetrics
+
+log = structlog.get_logger()
+
+# A check says True/False, or (False, "why") to put the reason in the answer.
+CheckResult = bool | tuple[bool, str]
+Check = Callable[[], CheckResult]
+
+
+class HealthServer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: WorkerMetrics,
+        is_live: Check,
+        is_ready: Check,
+    ) -> None:
+        """`port` 0 binds a free port (handy in tests; `port` tells which once started)."""
+        self.host = host
+        self._requested_port = port
+        self._metrics = metrics
+        self._checks = {"live": is_live, "ready": is_ready}
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the requested one until `start`)."""
+        if self._runner is not None:
+            for address in self._runner.addresses:
+                if isinstance(address, tuple) and len(address) >= 2:
+                    return int(address[1])
+        return self._requested_port
+
+    async def start(self) -> None:
+        """Listen; raises OSError when the address is taken."""
+        app = web.Application()
+        app.router.add_get("/metrics", self._serve_metrics)
+        app.router.add_get("/healthz", self._serve_live)
+        app.router.add_get("/readyz", self._serve_ready)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self._requested_port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        log.info("http.listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def _serve_metrics(self, _request: web.Request) -> web.Response:
+        response = web.Response(body=self._metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+    async def _serve_live(self, _request: web.Request) -> web.Response:
+        return self._run_check("live")
+
+    async def _serve_ready(self, _request: web.Request) -> web.Response:
+        return self._run_check("ready")
+
+    def _run_check(self, name: str) -> web.Response:
+        try:
+            result = self._checks[name]()
+        except Exception as exc:  # noqa: BLE001 - a broken check reports itself as failing
+            ok, reason = False, f"check raised {type(exc).__name__}: {exc}"
+        else:
+            ok, reason = result if isinstance(result, tuple) else (result, f"not {name}")
+        if ok:
+            return web.json_response({"ok": True, "check": name})
+        return web.json_response({"ok": False, "check": name, "reason": reason}, status=503)
