@@ -19,7 +19,7 @@ def stats_view(snapshot: StatsSnapshot) -> Group:
 def _queues_table(snapshot: StatsSnapshot) -> Table:
     window = f"done/{snapshot.window_s:g}s"
     table = Table(title="queues", title_justify="left", box=None)
-    table.add_column("queue")
+    table.add_column("queue", overflow="fold")
     for name in ("ready", "delayed", "processing", "dead", "workers", window):
         table.add_column(name, justify="right")
     for queue in snapshot.queues:
@@ -40,8 +40,8 @@ def _queues_table(snapshot: StatsSnapshot) -> Table:
 
 def _workers_table(snapshot: StatsSnapshot) -> Table:
     table = Table(title="live workers", title_justify="left", box=None)
-    table.add_column("worker")
-    table.add_column("host")
+    table.add_column("worker", overflow="fold")
+    table.add_column("host", overflow="fold")
     table.add_column("pid", justify="right")
     table.add_column("queues")
     table.add_column("in flight", justify="right")

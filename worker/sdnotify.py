@@ -23,7 +23,6 @@ class SystemdNotifier:
     def __init__(self, address: str | None, *, watchdog_usec: int | None = None) -> None:
         self._address = _socket_address(address) if address else None
         self._watchdog_usec = watchdog_usec
-        self._socket: socket.socket | None = None
         self._failed = False
 
     @classmethod
@@ -59,20 +58,14 @@ class SystemdNotifier:
             return
         payload = "\n".join(line.replace("\n", " ") for line in lines).encode()
         try:
-            if self._socket is None:
-                self._socket = socket.socket(
-                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
-                )
-            self._socket.sendto(payload, self._address)
+            # A socket per message, as libsystemd does: a few per minute, and no descriptor
+            # held open for job code to inherit.
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.sendto(payload, self._address)
         except OSError as exc:
             if not self._failed:
                 self._failed = True
                 log.warning("systemd.notify_failed", error=f"{type(exc).__name__}: {exc}")
-
-    def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
 
 
 def _socket_address(value: str) -> str:
