@@ -8,6 +8,8 @@ script after `NOSCRIPT` (a restarted or flushed server).
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -15,10 +17,12 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.exceptions import NoScriptError
 
 from producer.keys import QueueKeys
 
 SCRIPT_NAMES = (
+    "take",
     "start",
     "ack",
     "dead",
@@ -42,6 +46,21 @@ class ScriptCall:
     script: str
     keys: list[str]
     args: list[str | bytes | int | float]
+
+
+def _attempt_arg(attempt: int | None) -> str:
+    """The attempt an outcome belongs to, for the scripts' fencing ('' when none started)."""
+    return "" if attempt is None else str(attempt)
+
+
+def take_call(
+    keys: QueueKeys, worker_id: str, now_ms: int, most: int, promote_limit: int
+) -> ScriptCall:
+    return ScriptCall(
+        "take",
+        [keys.ready, keys.processing(worker_id), keys.delayed],
+        [now_ms, most, promote_limit],
+    )
 
 
 def start_call(
@@ -72,11 +91,12 @@ def ack_call(
     result_json: bytes,
     finished_at: float,
     ttl: int,
+    attempt: int | None,
 ) -> ScriptCall:
     return ScriptCall(
         "ack",
         [keys.processing(worker_id), keys.job(job_id)],
-        [raw, result_json, repr(finished_at), ttl],
+        [raw, result_json, repr(finished_at), ttl, _attempt_arg(attempt)],
     )
 
 
@@ -92,11 +112,12 @@ def dead_call(
     traceback: str,
     finished_at: float,
     ttl: int,
+    attempt: int | None,
 ) -> ScriptCall:
     return ScriptCall(
         "dead",
         [keys.processing(worker_id), keys.dead, keys.job(job_id)],
-        [raw, entry_json, reason, error, traceback, repr(finished_at), ttl],
+        [raw, entry_json, reason, error, traceback, repr(finished_at), ttl, _attempt_arg(attempt)],
     )
 
 
@@ -119,11 +140,12 @@ def retry_call(
     error: str,
     traceback: str,
     ttl: int,
+    attempt: int,
 ) -> ScriptCall:
     return ScriptCall(
         "retry",
         [keys.processing(worker_id), keys.delayed, keys.job(job_id)],
-        [raw, due_ms, reason, error, traceback, ttl],
+        [raw, due_ms, reason, error, traceback, ttl, _attempt_arg(attempt)],
     )
 
 
@@ -161,3 +183,67 @@ class AsyncScripts:
 
     async def run(self, call: ScriptCall) -> Any:
         return await self._scripts[call.script](keys=call.keys, args=call.args)
+
+
+class PipelinedScripts:
+    """Script calls from many coroutines, sent together on an asyncio redis-py client.
+
+    Each round trip carries every call made while the previous one was under way (or in the
+    same turn of the event loop), as one pipeline of EVALSHA commands: a thousand jobs
+    finishing together cost a few round trips, not a thousand. Each call still runs as its
+    own script, atomically, and each caller gets its own result or error. Scripts a server
+    does not know (it restarted, or was flushed) are loaded and those calls sent again.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, *, max_batch: int = 1000) -> None:
+        self._client = client
+        self._max_batch = max_batch
+        self._shas = {
+            name: hashlib.sha1(script_source(name).encode(), usedforsecurity=False).hexdigest()
+            for name in SCRIPT_NAMES
+        }
+        self._pending: list[tuple[ScriptCall, asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def run(self, call: ScriptCall) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((call, future))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_pending())
+        return await future
+
+    async def _send_pending(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                try:
+                    results = await self._send(batch)
+                except Exception as exc:  # noqa: BLE001 - each caller decides what to do
+                    results = [exc] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():  # its caller was cancelled; the script ran regardless
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._sender = None
+
+    async def _send(self, batch: list[tuple[ScriptCall, asyncio.Future[Any]]]) -> list[Any]:
+        results = await self._execute([call for call, _ in batch])
+        unknown = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if unknown:  # NOSCRIPT: those calls did not run
+            for name in {batch[i][0].script for i in unknown}:
+                await self._client.script_load(script_source(name))
+            again = await self._execute([batch[i][0] for i in unknown])
+            for i, result in zip(unknown, again, strict=True):
+                results[i] = result
+        return results
+
+    async def _execute(self, calls: list[ScriptCall]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for call in calls:
+            pipe.evalsha(self._shas[call.script], len(call.keys), *call.keys, *call.args)
+        return list(await pipe.execute(raise_on_error=False))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, cast
 
@@ -24,8 +23,16 @@ from producer.connection import TRANSIENT_ERRORS, is_unblocked, sync_client
 from producer.envelope import new_job_id
 from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
-from producer.scripts import ScriptCall, SyncScripts, adopt_call, dead_call, requeue_call
+from producer.scripts import (
+    ScriptCall,
+    SyncScripts,
+    adopt_call,
+    dead_call,
+    requeue_call,
+    take_call,
+)
 from worker.errors import MalformedJob
+from worker.heartbeat import HeartbeatThread
 from worker.inflight import InFlight
 from worker.job import ReceivedJob, RejectedJob, dead_entry, decode_job
 from worker.loop_thread import EventLoopThread
@@ -38,6 +45,16 @@ log = structlog.get_logger()
 
 # Extra socket time beyond the blocking pop's own timeout before a connection counts as dead.
 SOCKET_TIMEOUT_MARGIN = 5.0
+# Most jobs taken in one round trip (when that many slots are free and jobs wait).
+TAKE_BATCH = 50
+# Most due delayed jobs promoted to the ready list in one round trip.
+PROMOTE_BATCH = 500
+# Redis reads a blocking timeout of 0 as "for ever".
+MIN_BLOCK = 0.001
+# Seconds a blocking pop ends before our liveness keys could lapse at the earliest.
+POP_SAFETY_MARGIN = 0.2
+# How often a consumer waiting for a free slot checks whether it should stop.
+SLOT_WAIT = 0.25
 
 
 class ConsumerThread(threading.Thread):
@@ -53,7 +70,7 @@ class ConsumerThread(threading.Thread):
         runner: JobRunner,
         inflight: InFlight,
         health: RedisHealth,
-        heartbeat_fresh: Callable[[], bool],
+        heartbeat: HeartbeatThread,
         burst: bool = False,
     ) -> None:
         super().__init__(name=f"coroq-consumer-{keys.queue}", daemon=True)
@@ -66,7 +83,7 @@ class ConsumerThread(threading.Thread):
         self._runner = runner
         self._inflight = inflight
         self._health = health
-        self._heartbeat_fresh = heartbeat_fresh
+        self._heartbeat = heartbeat
         self._burst = burst
         self._processing = keys.processing(settings.worker_id)
         self._redis: redis.Redis = sync_client(
@@ -75,75 +92,128 @@ class ConsumerThread(threading.Thread):
             socket_timeout=settings.poll_timeout + SOCKET_TIMEOUT_MARGIN,
         )
         self._scripts = SyncScripts(self._redis)
+        # In burst mode an empty queue ends the worker, so look again soon.
+        self._block_timeout = min(settings.poll_timeout, 0.5) if burst else settings.poll_timeout
+        self._client_id: int | None = None  # of our connection, for `wake`
         self._reconcile_needed = True  # a previous life of this id may have left jobs behind
 
     def run(self) -> None:
         delay = ReconnectDelay()
         while self._take_slot():
-            raw = self._take_or_wait(delay)
-            if raw is None:
+            # More free slots mean a batch: one round trip takes up to that many jobs.
+            slots = 1 + self._spare_slots(TAKE_BATCH - 1)
+            taken = self._take_or_wait(delay, slots)
+            for _ in range(slots - len(taken)):
                 self._slots.release()
+            if not taken:
                 if self._burst and not self._stop_taking.is_set() and delay.failures == 0:
                     return  # the queue is empty
                 continue
-            if self._stop_taking.is_set():  # taken by a pop that was blocking at the signal
-                self._slots.release()
-                self._give_back(raw)
+            if self._stop_taking.is_set():  # taken by a pop that was under way at the signal
+                for raw in taken:
+                    self._slots.release()
+                    self._give_back(raw)
                 break
-            try:
-                self._dispatch(raw)
-            except RedisUnavailable:
-                pass  # stopping during an outage: the job stays in the processing list
-            except Exception as exc:
-                # A bug, not bad input (bad input is dead-lettered before this). Keep serving,
-                # and keep the job visible: it goes to the dead list with the error.
-                log.exception("consumer.dispatch_error", queue=self.keys.queue)
-                self._dead_letter_after_bug(raw, exc)
+            for raw in taken:
+                self._dispatch_safely(raw)
         self._redis.close()
+
+    def wake(self) -> None:
+        """Cut short a blocking pop under way, so a shutdown need not wait for its timeout.
+
+        CLIENT UNBLOCK (from another connection) ends the pop as if it had timed out: no job
+        is taken. Where the command is not allowed, the pop ends by its own timeout.
+        """
+        client_id = self._client_id
+        if client_id is None:
+            return
+        client = sync_client(self._settings.redis_url, retries=0, socket_timeout=2)
+        try:
+            client.client_unblock(client_id)
+        except RedisError as exc:
+            log.debug("consumer.wake_failed", queue=self.keys.queue, error=str(exc))
+        finally:
+            client.close()
+
+    def _dispatch_safely(self, raw: bytes) -> None:
+        try:
+            self._dispatch(raw)
+        except RedisUnavailable:
+            pass  # stopping during an outage: the job stays in the processing list
+        except Exception as exc:
+            # A bug, not bad input (bad input is dead-lettered before this). Keep serving,
+            # and keep the job visible: it goes to the dead list with the error.
+            log.exception("consumer.dispatch_error", queue=self.keys.queue)
+            self._dead_letter_after_bug(raw, exc)
 
     def _take_slot(self) -> bool:
         """Wait for a free slot while it is safe to take a job; False once stopping."""
         while not self._stop_taking.is_set():
-            if not self._slots.acquire(timeout=self._settings.poll_timeout):
+            if not self._slots.acquire(timeout=SLOT_WAIT):
                 continue
             if self._stop_taking.is_set():  # the slot was freed by a job finishing in the drain
                 self._slots.release()
                 return False
-            if self._heartbeat_fresh():
+            if self._heartbeat.fresh():
                 return True
             # Our liveness keys may lapse: a job taken now could be recovered elsewhere.
             self._slots.release()
             self._stop_taking.wait(0.1)
         return False
 
-    def _take_or_wait(self, delay: ReconnectDelay) -> bytes | None:
-        """Pop a job; on a Redis error, log it, wait a backoff delay and return None."""
+    def _spare_slots(self, most: int) -> int:
+        taken = 0
+        while taken < most and self._slots.acquire(blocking=False):
+            taken += 1
+        return taken
+
+    def _take_or_wait(self, delay: ReconnectDelay, slots: int) -> list[bytes]:
+        """Take up to `slots` jobs; on a Redis error, log it, wait a backoff delay, take none."""
         try:
-            raw = self._take()
+            taken = self._take(slots)
         except RedisError as exc:
             if isinstance(exc, TRANSIENT_ERRORS) or is_unblocked(exc):
                 self._health.failed(exc, where="consumer")
             else:  # e.g. WRONGTYPE: someone wrote a non-list at the key
                 log.error("consumer.redis_error", queue=self.keys.queue, error=str(exc))
             self._reconcile_needed = True
+            self._client_id = None  # the next connection has another
             self._stop_taking.wait(delay.next_delay())
-            return None
+            return []
         delay.reset()
         self._health.succeeded()
-        return raw
+        return taken
 
-    def _take(self) -> bytes | None:
+    def _take(self, most: int) -> list[bytes]:
+        """Jobs waiting now (due delayed jobs promoted first), else a blocking pop of one."""
         if self._reconcile_needed:
             self._return_unknown_jobs()
             self._reconcile_needed = False
+        now_ms = int(time.time() * 1000)
+        call = take_call(self.keys, self._settings.worker_id, now_ms, most, PROMOTE_BATCH)
+        next_due, *taken = cast("list[Any]", self._scripts.run(call))
+        if taken:
+            return cast("list[bytes]", taken)
+        # Nothing waits: block until a job is pushed, a delayed job falls due, or it is time
+        # to check again (stop, and delayed jobs pushed by others meanwhile).
+        # A pop must end before our liveness keys could lapse: a worker frozen (SIGSTOP, a VM
+        # pause) with a pop still pending in Redis could be handed a job after its other
+        # jobs were recovered, and keep it from the live workers.
+        block = min(self._block_timeout, self._heartbeat.remaining_life() - POP_SAFETY_MARGIN)
+        if block < MIN_BLOCK:
+            return []
+        if self._client_id is None:
+            self._client_id = int(self._redis.client_id())
+        if next_due >= 0:
+            block = min(block, max(MIN_BLOCK, (next_due - now_ms) / 1000))
         raw = self._redis.blmove(
             self.keys.ready,
             self._processing,
-            self._settings.poll_timeout,  # type: ignore[arg-type]  # Redis takes fractions
+            block,  # type: ignore[arg-type]  # Redis takes fractions
             "RIGHT",
             "LEFT",
         )
-        return cast("bytes | None", raw)
+        return [] if raw is None else [cast("bytes", raw)]
 
     def _give_back(self, raw: bytes) -> None:
         """Return a job taken but not started to the consuming end of the ready list."""
@@ -218,6 +288,7 @@ class ConsumerThread(threading.Thread):
             traceback="",
             finished_at=time.time(),
             ttl=self._settings.result_ttl,
+            attempt=None,
         )
         self._run_script(call)
         log.error(

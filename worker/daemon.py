@@ -26,7 +26,7 @@ from producer.keys import QueueKeys
 from producer.scripts import AsyncScripts
 from worker.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread
 from worker.heartbeat import HeartbeatThread
-from worker.housekeeping import DelayedPromoter, Reaper, run_periodically, warn_if_redis_may_evict
+from worker.housekeeping import Reaper, run_periodically, warn_if_redis_may_evict
 from worker.http_session import SharedHttpSession
 from worker.inflight import InFlight
 from worker.loop_thread import EventLoopThread, loop_implementation
@@ -103,7 +103,7 @@ class Worker:
                 runner=self._runner,
                 inflight=self.inflight,
                 health=self.health,
-                heartbeat_fresh=self.heartbeat.fresh,
+                heartbeat=self.heartbeat,
                 burst=self.burst,
             )
             consumer.start()
@@ -125,10 +125,8 @@ class Worker:
         await warn_if_redis_may_evict(client, self.health)
         scripts = AsyncScripts(client)
         self.reaper = Reaper(client, self.settings, scripts)
-        promoter = DelayedPromoter(self.settings, scripts)
-        for name, step in (("reaper", self.reaper.step), ("promoter", promoter.step)):
-            housekeeping = asyncio.create_task(run_periodically(name, step, self.health))
-            self._housekeeping.append(housekeeping)
+        reaping = asyncio.create_task(run_periodically("reaper", self.reaper.step, self.health))
+        self._housekeeping.append(reaping)
 
     def _describe_running_job(self, running: asyncio.Task[Any] | None) -> dict[str, object] | None:
         job = None if self._runner is None else self._runner.job_of(running)
@@ -202,8 +200,10 @@ class Worker:
         return summary
 
     def stop_consumers(self) -> None:
-        """Stop taking jobs; a pop in progress ends within its poll timeout."""
+        """Stop taking jobs, cutting short the blocking pops under way."""
         self._stop_taking.set()
+        for consumer in self._consumers:
+            consumer.wake()
         for consumer in self._consumers:
             consumer.join(self.settings.poll_timeout + SOCKET_TIMEOUT_MARGIN + 1)
 

@@ -69,6 +69,7 @@ class HeartbeatThread(threading.Thread):
         pause = 0.0  # the first beat at once: consumers wait for it before taking jobs
         while not self._finished.wait(pause):
             pause = self._settings.heartbeat_interval
+            sent = time.monotonic()
             try:
                 self.beat()
             except TRANSIENT_ERRORS as exc:
@@ -78,17 +79,21 @@ class HeartbeatThread(threading.Thread):
                 log.error("worker.heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
                 pause = min(pause, 0.5)
             else:
-                self._last_beat = time.monotonic()
+                self._last_beat = sent
                 self._health.succeeded()
 
-    def fresh(self) -> bool:
-        """Whether the liveness keys surely outlive the next beat, so taking a job is safe.
+    def remaining_life(self) -> float:
+        """Seconds our liveness keys surely still live (counted from before the last beat
+        was sent, so the server's clock can only be later); negative once they may lapse."""
+        return self._settings.heartbeat_ttl - (time.monotonic() - self._last_beat)
 
-        A job taken while they may have lapsed could be recovered by another worker while it
-        runs here; so consumers take nothing until a beat has succeeded recently.
+    def fresh(self) -> bool:
+        """Whether taking a job is safe: the keys outlive the next beat.
+
+        A job taken while they may lapse could be recovered by another worker while it runs
+        here; so consumers take nothing until a beat has succeeded recently.
         """
-        margin = self._settings.heartbeat_ttl - self._settings.heartbeat_interval
-        return time.monotonic() - self._last_beat < margin
+        return self.remaining_life() > self._settings.heartbeat_interval
 
     def holds_nothing(self) -> bool:
         """Whether every processing list of this worker is empty."""

@@ -1,4 +1,7 @@
-"""Housekeeping on the event loop: recovering the jobs of lost workers, promoting due jobs.
+"""Housekeeping on the event loop: recovering the jobs of lost workers.
+
+(Due delayed jobs are promoted by the consumers' take script, and at the due time of each
+retry this worker schedules; see `worker.consumer` and `worker.outcomes`.)
 
 Each loop logs and survives its own errors (a Redis outage included) and lets cancellation
 through, so shutdown stops it at once.
@@ -9,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import cast
 
 import redis
 import redis.asyncio
@@ -17,13 +19,12 @@ import structlog
 
 from producer.connection import TRANSIENT_ERRORS
 from producer.keys import QueueKeys, workers_key
-from producer.scripts import AsyncScripts, promote_call, recover_call
+from producer.scripts import AsyncScripts, recover_call
 from worker.redis_health import RedisHealth
 from worker.settings import WorkerSettings
 
 log = structlog.get_logger()
 
-PROMOTE_BATCH = 500
 # How often every processing list is also looked for by SCAN, in case its owner's id
 # is missing from the set of workers.
 FULL_SCAN_EVERY = 600.0
@@ -92,17 +93,18 @@ class Reaper:
         return float(self._settings.reaper_interval)
 
     async def _recover(self, owner: str) -> None:
-        alive_somewhere = False
+        keep = False
         for keys in self._keys:
             moved = int(await self._scripts.run(recover_call(keys, owner)))
             if moved:
                 self.recovered_total += moved
                 log.warning("jobs.recovered", owner=owner, queue=keys.queue, count=moved)
+                keep = True  # look again next time: forget it only once it is seen empty
             elif await self._redis.exists(keys.worker(owner)):
-                alive_somewhere = True
-        if not alive_somewhere:
-            # Gone from every queue we serve. If it still lives elsewhere, its next beat
-            # adds it back.
+                keep = True  # alive
+        if not keep:
+            # Gone, and nothing left to recover in the queues we serve. If it still lives
+            # elsewhere, its next beat adds it back.
             await self._redis.srem(workers_key(self._settings.prefix), owner)
 
     async def _owners_by_scan(self) -> set[str]:
@@ -113,25 +115,3 @@ class Reaper:
                 name = key.decode() if isinstance(key, bytes) else str(key)
                 owners.add(name[len(prefix) :])
         return owners
-
-
-class DelayedPromoter:
-    """Moves delayed jobs (retries, scheduled pushes) to the ready list when they are due."""
-
-    def __init__(self, settings: WorkerSettings, scripts: AsyncScripts) -> None:
-        self._settings = settings
-        self._scripts = scripts
-        self._keys = [QueueKeys(queue, settings.prefix) for queue in settings.queues]
-
-    async def step(self) -> float:
-        longest = float(self._settings.promote_interval)
-        pause = longest
-        for keys in self._keys:
-            now_ms = int(time.time() * 1000)
-            result = await self._scripts.run(promote_call(keys, now_ms, PROMOTE_BATCH))
-            moved, next_due = (int(value) for value in cast("list[int]", result))
-            if moved >= PROMOTE_BATCH:
-                pause = 0.0  # more are due: go again at once
-            elif next_due >= 0:
-                pause = min(pause, max(0.0, (next_due - now_ms) / 1000))
-        return pause

@@ -12,15 +12,18 @@ import time
 import traceback as traceback_module
 from typing import Any
 
+import redis
 import redis.asyncio
 import structlog
 
 from producer.connection import TRANSIENT_ERRORS
+from producer.keys import QueueKeys
 from producer.scripts import (
-    AsyncScripts,
+    PipelinedScripts,
     ScriptCall,
     ack_call,
     dead_call,
+    promote_call,
     requeue_call,
     retry_call,
     start_call,
@@ -32,15 +35,19 @@ from worker.settings import WorkerSettings
 
 log = structlog.get_logger()
 
+# Most due delayed jobs promoted in one round trip.
+PROMOTE_BATCH = 500
+
 
 class OutcomeStore:
     def __init__(
         self, client: redis.asyncio.Redis, settings: WorkerSettings, health: RedisHealth
     ) -> None:
-        self._scripts = AsyncScripts(client)
+        self._scripts = PipelinedScripts(client)
         self._settings = settings
         self._health = health
         self.worker_id = settings.worker_id
+        self._background: set[asyncio.Future[None]] = set()
 
     async def _run(self, call: ScriptCall, *, give_up_after: float | None = None) -> Any:
         """Run a script, waiting out Redis outages (until `give_up_after` seconds, if given)."""
@@ -73,7 +80,7 @@ class OutcomeStore:
         )
         return int(await self._run(call))
 
-    async def succeed(self, job: ReceivedJob, result_json: bytes) -> bool:
+    async def succeed(self, job: ReceivedJob, result_json: bytes, attempt: int) -> bool:
         call = ack_call(
             job.keys,
             job.id,
@@ -82,6 +89,7 @@ class OutcomeStore:
             result_json=result_json,
             finished_at=time.time(),
             ttl=self._settings.result_ttl,
+            attempt=attempt,
         )
         return bool(await self._run(call))
 
@@ -108,10 +116,11 @@ class OutcomeStore:
             traceback=trace,
             finished_at=time.time(),
             ttl=self._settings.result_ttl,
+            attempt=attempt,
         )
         return bool(await self._run(call))
 
-    async def retry(self, job: ReceivedJob, error: JobError, delay: float) -> bool:
+    async def retry(self, job: ReceivedJob, error: JobError, attempt: int, delay: float) -> bool:
         """Move the job to the delayed set, due in `delay` seconds, and record the failure."""
         call = retry_call(
             job.keys,
@@ -123,8 +132,26 @@ class OutcomeStore:
             error=str(error),
             traceback=format_traceback(error),
             ttl=self._settings.result_ttl,
+            attempt=attempt,
         )
-        return bool(await self._run(call))
+        scheduled = bool(await self._run(call))
+        if scheduled:
+            # The consumers promote due jobs each time they take; an idle one is blocked in
+            # its pop, so promote this one at its due time (pushing it wakes the pop).
+            asyncio.get_running_loop().call_later(delay, self._promote_later, job.keys)
+        return scheduled
+
+    def _promote_later(self, keys: QueueKeys) -> None:
+        task = asyncio.ensure_future(self._promote(keys))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _promote(self, keys: QueueKeys) -> None:
+        call = promote_call(keys, int(time.time() * 1000), PROMOTE_BATCH)
+        try:
+            await self._scripts.run(call)
+        except redis.RedisError as exc:  # the next take promotes it anyway
+            log.info("job.promote_failed", queue=keys.queue, error=str(exc))
 
     async def requeue(self, job: ReceivedJob, *, give_up_after: float) -> bool:
         """Return a job stopped by shutdown to the front of its queue, uncounted."""

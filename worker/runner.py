@@ -84,7 +84,7 @@ class JobRunner:
             except JobError as error:
                 await self._after_failure(job, error, attempt, _ms_since(started))
             else:
-                await self._succeed(job, result_json, _ms_since(started))
+                await self._succeed(job, result_json, attempt, _ms_since(started))
 
     async def _execute(self, job: ReceivedJob) -> bytes:
         async with self._task_limit(job.spec):
@@ -128,8 +128,10 @@ class JobRunner:
         async with semaphore:
             yield
 
-    async def _succeed(self, job: ReceivedJob, result_json: bytes, duration_ms: float) -> None:
-        if await self._store.succeed(job, result_json):
+    async def _succeed(
+        self, job: ReceivedJob, result_json: bytes, attempt: int, duration_ms: float
+    ) -> None:
+        if await self._store.succeed(job, result_json, attempt):
             log.info("job.succeeded", duration_ms=duration_ms)
         else:
             log.warning("job.ack_lost", duration_ms=duration_ms, outcome="succeeded")
@@ -149,7 +151,7 @@ class JobRunner:
         if isinstance(decision, GiveUp):
             await self._give_up(job, error, attempt)
             return
-        if await self._store.retry(job, error, decision.delay):
+        if await self._store.retry(job, error, attempt, decision.delay):
             log.info("job.retrying", reason=error.reason, delay_s=round(decision.delay, 3))
         else:
             log.warning("job.ack_lost", outcome="retrying", reason=error.reason)

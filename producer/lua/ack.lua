@@ -6,7 +6,14 @@
 -- ARGV[2]  result (JSON text)
 -- ARGV[3]  finished_at (epoch seconds)
 -- ARGV[4]  record TTL (seconds)
--- Returns 1 when acknowledged, 0 when the job was no longer held by this worker.
+-- ARGV[5]  the attempt being acknowledged ('' to skip the check)
+-- Returns 1 when acknowledged, 0 when the job was no longer held by this worker (or by this attempt).
+-- Fencing: an attempt that is no longer the job's latest (the job was recovered from this
+-- worker and started again) records nothing.
+local latest = redis.call('HGET', KEYS[2], 'attempts')
+if ARGV[5] ~= '' and latest and latest ~= ARGV[5] then
+  return 0
+end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return 0
 end

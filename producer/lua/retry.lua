@@ -10,7 +10,14 @@
 -- ARGV[4]  error message
 -- ARGV[5]  traceback ('' when none)
 -- ARGV[6]  record TTL (seconds)
--- Returns 1 when scheduled, 0 when the job was no longer held by this worker.
+-- ARGV[7]  the attempt that failed
+-- Returns 1 when scheduled, 0 when the job was no longer held by this worker (or by this attempt).
+-- Fencing: an attempt that is no longer the job's latest (the job was recovered from this
+-- worker and started again) records nothing.
+local latest = redis.call('HGET', KEYS[3], 'attempts')
+if ARGV[7] ~= '' and latest and latest ~= ARGV[7] then
+  return 0
+end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return 0
 end

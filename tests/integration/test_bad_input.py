@@ -83,7 +83,10 @@ def test_bad_payloads_are_dead_lettered_with_their_reason_and_bytes(
         found = record(redis_client, keys, entry["id"])
         assert (found["status"], found["reason"]) == ("dead", reason), what
 
-    dead_lines = worker.events("job.dead")
+    # Each record is written before its line is logged.
+    dead_lines = wait_for(
+        lambda: len(worker.events("job.dead")) >= len(BAD_PAYLOADS) and worker.events("job.dead")
+    )
     assert sorted(line["job_id"] for line in dead_lines) == sorted(
         entry["id"] for entry in entries.values()
     )
@@ -136,5 +139,5 @@ def test_deeply_nested_job_without_an_id_is_dead_lettered_not_stranded_in_proces
             f"the worker logged consumer.dispatch_error: {str(errors)[:400]}"
         )
     assert [original_bytes(entry) for entry in dead_entries(redis_client, keys)] == [raw]
-    assert len(worker.events("job.dead")) == 1
+    assert len(wait_for(lambda: worker.events("job.dead"))) == 1
     assert worker.process.poll() is None

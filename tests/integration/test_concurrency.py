@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from producer import Producer
+from producer.envelope import build_envelope
 from producer.keys import QueueKeys
 from tests.conftest import wait_for
 from tests.integration.helpers import max_overlap, processing_keys, record, worker_id
@@ -17,9 +18,10 @@ from tests.integration.helpers import max_overlap, processing_keys, record, work
 def test_worker_takes_no_more_jobs_from_redis_than_its_concurrency(
     start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
 ) -> None:
-    ids = [producer.push("tests.nap", 0.2, f"n{i}") for i in range(50)]
     worker = start_worker("--concurrency", "5")
     processing = keys.processing(worker_id(worker))
+    # Pushed at once, after the worker is up, so sampling starts with the backlog whole.
+    ids = producer.push_many([build_envelope("tests.nap", (0.2, f"n{i}"), {}) for i in range(50)])
     samples: list[dict[str, Any]] = []
 
     def sample() -> bool:
@@ -43,7 +45,10 @@ def test_worker_takes_no_more_jobs_from_redis_than_its_concurrency(
     # While jobs were running, the rest of the backlog was still waiting in Redis.
     assert any(s["held"] > 0 and s["ready"] >= 40 for s in samples), samples[:20]
     assert max_overlap(worker.logs(), "job.started", "job.succeeded") <= 5
-    assert sorted(line["job_id"] for line in worker.events("job.succeeded")) == sorted(ids)
+    succeeded = wait_for(
+        lambda: len(worker.events("job.succeeded")) == 50 and worker.events("job.succeeded")
+    )
+    assert sorted(line["job_id"] for line in succeeded) == sorted(ids)
     assert all(record(redis_client, keys, job_id)["attempts"] == 1 for job_id in ids)
     assert redis_client.llen(keys.ready) == 0
     assert processing_keys(redis_client, keys) == []

@@ -124,7 +124,9 @@ def test_handler_exception_dead_letters_the_job_with_error_and_traceback(
     assert "kaboom-7f3" in entry["error"]
     assert "RuntimeError: kaboom-7f3" in entry["traceback"]
     assert orjson.loads(entry["raw"])["args"] == ["kaboom-7f3"]
-    assert [line["reason"] for line in worker.events("job.dead")] == ["handler_error"]
+    # The record is written before the line is logged.
+    dead_lines = wait_for(lambda: worker.events("job.dead"))
+    assert [line["reason"] for line in dead_lines] == ["handler_error"]
     assert processing_total(redis_client, keys) == 0
     assert worker.process.poll() is None
 

@@ -85,7 +85,14 @@ def test_start_without_an_enqueue_time_records_none(
     assert "enqueued_at" not in record(client, keys, "j1")
 
 
-def ack(scripts: SyncScripts, keys: QueueKeys, job_id: str, raw: bytes, result: Any) -> int:
+def ack(
+    scripts: SyncScripts,
+    keys: QueueKeys,
+    job_id: str,
+    raw: bytes,
+    result: Any,
+    attempt: int | None = 1,
+) -> int:
     call = ack_call(
         keys,
         job_id,
@@ -94,6 +101,7 @@ def ack(scripts: SyncScripts, keys: QueueKeys, job_id: str, raw: bytes, result: 
         result_json=orjson.dumps(result),
         finished_at=1_700_000_010.0,
         ttl=TTL,
+        attempt=attempt,
     )
     return int(scripts.run(call))
 
@@ -127,6 +135,30 @@ def test_ack_of_a_job_no_longer_held_records_nothing(
     assert processing(client, keys) == []
 
 
+def test_ack_of_an_attempt_that_is_no_longer_the_latest_records_nothing(
+    client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
+) -> None:
+    """Fencing by attempt: the job came back to this worker's list after a recovery, and a
+    newer attempt started; the stale attempt's ack must not take the newer one's place."""
+    raw = raw_job("j1")
+    client.rpush(keys.processing(WORKER), raw)
+    start(scripts, keys, "j1")
+    start(scripts, keys, "j1")
+    assert ack(scripts, keys, "j1", raw, "stale", attempt=1) == 0
+    assert processing(client, keys) == [raw]
+    assert record(client, keys, "j1")["status"] == "running"
+    assert ack(scripts, keys, "j1", raw, "fresh", attempt=2) == 1
+
+
+def test_ack_without_a_record_still_acknowledges(
+    client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
+) -> None:
+    raw = raw_job("j1")
+    client.rpush(keys.processing(WORKER), raw)
+    assert ack(scripts, keys, "j1", raw, "ok", attempt=3) == 1
+    assert processing(client, keys) == []
+
+
 def test_ack_only_matches_the_exact_raw_bytes(
     client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
 ) -> None:
@@ -149,6 +181,7 @@ def dead(scripts: SyncScripts, keys: QueueKeys, job_id: str, raw: bytes) -> int:
         traceback="Traceback ...",
         finished_at=1_700_000_020.0,
         ttl=TTL,
+        attempt=1,
     )
     return int(scripts.run(call))
 

@@ -93,7 +93,7 @@ def test_a_comma_separated_flag_is_split_too() -> None:
         ({"queues": "a,{b}"}, "queues"),
         ({"queues": ","}, "queues"),
         ({"redis_url": "http://x"}, "redis_url"),
-        ({"poll_timeout": 31}, "poll_timeout"),
+        ({"poll_timeout": 61}, "poll_timeout"),
         ({"shutdown_grace": -1}, "shutdown_grace"),
         ({"prefix": "a{b}"}, "prefix"),
         ({"worker_id": "has space"}, "worker_id"),
