@@ -138,6 +138,7 @@ def start_worker(
             "COROQ_LOG_FORMAT": "json",
             "COROQ_TASKS": "tests.tasks",
             "COROQ_SHUTDOWN_GRACE": "10",
+            "COROQ_METRICS_PORT": "0",  # tests that want the endpoints pick a free port
             "PYTHONPATH": str(REPO_ROOT),
             **(env or {}),
         }

@@ -95,7 +95,10 @@ def serve(
         registry = TaskRegistry.from_modules(settings.tasks)
     except CoroqError as exc:
         raise fail(str(exc)) from None
-    Worker(settings, registry, burst=burst).run()
+    try:
+        Worker(settings, registry, burst=burst).run()
+    except CoroqError as exc:
+        raise fail(str(exc), 1) from None
 
 
 @app.command()

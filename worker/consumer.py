@@ -36,6 +36,7 @@ from worker.heartbeat import HeartbeatThread
 from worker.inflight import InFlight
 from worker.job import ReceivedJob, RejectedJob, dead_entry, decode_job
 from worker.loop_thread import EventLoopThread
+from worker.metrics import WorkerMetrics
 from worker.redis_health import ReconnectDelay, RedisHealth
 from worker.registry import TaskRegistry
 from worker.runner import JobRunner
@@ -71,6 +72,7 @@ class ConsumerThread(threading.Thread):
         inflight: InFlight,
         health: RedisHealth,
         heartbeat: HeartbeatThread,
+        metrics: WorkerMetrics,
         burst: bool = False,
     ) -> None:
         super().__init__(name=f"coroq-consumer-{keys.queue}", daemon=True)
@@ -84,6 +86,7 @@ class ConsumerThread(threading.Thread):
         self._inflight = inflight
         self._health = health
         self._heartbeat = heartbeat
+        self._metrics = metrics
         self._burst = burst
         self._processing = keys.processing(settings.worker_id)
         self._redis: redis.Redis = sync_client(
@@ -291,6 +294,7 @@ class ConsumerThread(threading.Thread):
             attempt=None,
         )
         self._run_script(call)
+        self._metrics.job_finished(self.keys.queue, job.task, "dead", None)
         log.error(
             "job.dead",
             job_id=job.job_id,

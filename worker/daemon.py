@@ -22,23 +22,31 @@ import redis.asyncio
 import structlog
 
 from producer.connection import async_client
+from producer.errors import CoroqError
 from producer.keys import QueueKeys
 from producer.scripts import AsyncScripts
 from worker.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread
 from worker.heartbeat import HeartbeatThread
 from worker.housekeeping import Reaper, run_periodically, warn_if_redis_may_evict
+from worker.http_endpoints import HealthServer
 from worker.http_session import SharedHttpSession
 from worker.inflight import InFlight
 from worker.loop_thread import EventLoopThread, loop_implementation
+from worker.metrics import WorkerMetrics, refresh_queue_depths_forever
 from worker.outcomes import OutcomeStore
 from worker.redis_health import RedisHealth
 from worker.registry import TaskRegistry
 from worker.retry import Backoff
 from worker.runner import REQUEUE_GIVE_UP_AFTER, JobRunner
+from worker.sdnotify import SystemdNotifier
 from worker.settings import WorkerSettings
 from worker.watchdog import LoopWatchdog
 
 log = structlog.get_logger()
+
+
+class WorkerStartError(CoroqError):
+    """The worker could not start (its metrics port is taken, for one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +65,12 @@ class Worker:
         self.registry = registry
         self.burst = burst
         self.inflight = InFlight()
-        self.health = RedisHealth(settings.redacted_redis_url)
+        self.metrics = WorkerMetrics(known_tasks=registry.names())
+        self.metrics.set_in_flight_source(lambda: len(self.inflight))
+        self.metrics.set_loop_lag_source(self._loop_lag)
+        self.health = RedisHealth(settings.redacted_redis_url, self.metrics.redis_reconnect)
+        self.notifier = SystemdNotifier.from_environment()
+        self._http_server: HealthServer | None = None
         self.loop_thread = EventLoopThread()
         self._slots = threading.BoundedSemaphore(settings.concurrency)
         self._stop_taking = threading.Event()
@@ -84,8 +97,26 @@ class Worker:
         backoff = Backoff(
             self.settings.retry_base, self.settings.retry_factor, self.settings.retry_cap
         )
-        self._runner = JobRunner(store, self._executor, self._http, backoff)
+        self._runner = JobRunner(store, self._executor, self._http, backoff, self.metrics)
         self.loop_thread.run(self._start_housekeeping(self._redis), timeout=10)
+        if self.settings.metrics_port:
+            # Before any job is taken: a port in use stops the start with nothing held.
+            self._http_server = HealthServer(
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+                self.metrics,
+                is_live=self._is_live,
+                is_ready=self._is_ready,
+            )
+            try:
+                self.loop_thread.run(self._http_server.start(), timeout=10)
+            except OSError as exc:
+                self.close()
+                where = f"{self.settings.metrics_host}:{self.settings.metrics_port}"
+                raise WorkerStartError(
+                    f"cannot serve /metrics on {where} ({exc.strerror or exc}); set "
+                    "metrics_port (COROQ_METRICS_PORT) to a free port, or 0 for none"
+                ) from None
         self.watchdog = LoopWatchdog(
             self.loop_thread.loop,
             self._describe_running_job,
@@ -104,6 +135,7 @@ class Worker:
                 inflight=self.inflight,
                 health=self.health,
                 heartbeat=self.heartbeat,
+                metrics=self.metrics,
                 burst=self.burst,
             )
             consumer.start()
@@ -118,7 +150,9 @@ class Worker:
             event_loop=loop_implementation(self.loop_thread.loop),
             burst=self.burst,
             recovery_after_s=self.settings.heartbeat_ttl + self.settings.reaper_interval,
+            metrics_port=self.settings.metrics_port or None,
         )
+        self.notifier.ready(status=f"serving {', '.join(self.settings.queues)}")
 
     async def _start_housekeeping(self, client: redis.asyncio.Redis) -> None:
         """Start the periodic loops on the event loop; they run until `close`."""
@@ -127,6 +161,36 @@ class Worker:
         self.reaper = Reaper(client, self.settings, scripts)
         reaping = asyncio.create_task(run_periodically("reaper", self.reaper.step, self.health))
         self._housekeeping.append(reaping)
+        queues = [QueueKeys(queue, self.settings.prefix) for queue in self.settings.queues]
+        depths = refresh_queue_depths_forever(client, queues, self.metrics)
+        self._housekeeping.append(asyncio.create_task(depths))
+        interval = self.notifier.watchdog_interval()
+        if interval is not None:
+            # Pinged from the loop itself: a wedged loop stops the pings, and systemd
+            # restarts the service.
+            self._housekeeping.append(asyncio.create_task(self._ping_watchdog(interval)))
+
+    async def _ping_watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    def _is_live(self) -> tuple[bool, str]:
+        """The loop answers (this runs on it); every consumer thread is alive."""
+        if self._stop_taking.is_set():
+            return True, "draining"
+        for consumer in self._consumers:
+            if not consumer.is_alive():
+                return False, f"the consumer thread of queue {consumer.keys.queue} has died"
+        return True, "ok"
+
+    def _is_ready(self) -> tuple[bool, str]:
+        if self.health.reachable:
+            return True, "ok"
+        return False, f"Redis at {self.settings.redacted_redis_url} is unreachable"
+
+    def _loop_lag(self) -> float:
+        return 0.0 if self.watchdog is None else self.watchdog.lag_seconds
 
     def _describe_running_job(self, running: asyncio.Task[Any] | None) -> dict[str, object] | None:
         job = None if self._runner is None else self._runner.job_of(running)
@@ -159,6 +223,7 @@ class Worker:
             self._shutdown_reason = reason
             self._stop_taking.set()
             self._shutdown_requested.set()
+            self.notifier.stopping(status=f"draining {len(self.inflight)} job(s)")
             log.info(
                 "worker.draining",
                 reason=reason,
@@ -250,6 +315,8 @@ class Worker:
         for housekeeping in self._housekeeping:
             housekeeping.cancel()
         await asyncio.gather(*self._housekeeping, return_exceptions=True)
+        if self._http_server is not None:
+            await self._http_server.stop()
         await self._http.close()
         if self._redis is not None:
             await self._redis.aclose()

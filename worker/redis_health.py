@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import structlog
 from redis.backoff import ExponentialWithJitterBackoff
@@ -12,8 +13,9 @@ log = structlog.get_logger()
 
 
 class RedisHealth:
-    def __init__(self, redacted_url: str) -> None:
+    def __init__(self, redacted_url: str, on_recovered: Callable[[], None] | None = None) -> None:
         self._url = redacted_url
+        self._on_recovered = on_recovered
         self._lock = threading.Lock()
         self._down_since: float | None = None
 
@@ -42,6 +44,8 @@ class RedisHealth:
             outage = time.monotonic() - self._down_since
             self._down_since = None
         log.info("redis.recovered", redis=self._url, outage_s=round(outage, 3))
+        if self._on_recovered is not None:
+            self._on_recovered()
 
 
 class ReconnectDelay:

@@ -25,6 +25,7 @@ from worker.context import JobInfo, set_current_job
 from worker.errors import HandlerFailed, JobError, JobTimeout, ResultNotSerializable, WorkerLost
 from worker.http_session import SharedHttpSession
 from worker.job import ReceivedJob
+from worker.metrics import WorkerMetrics
 from worker.outcomes import OutcomeStore
 from worker.registry import TaskSpec
 from worker.retry import Backoff, GiveUp, decide
@@ -42,8 +43,10 @@ class JobRunner:
         executor: ThreadPoolExecutor,
         http: SharedHttpSession,
         backoff: Backoff,
+        metrics: WorkerMetrics,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._executor = executor
         self._http = http
         self._backoff = backoff  # tasks may declare their own
@@ -74,7 +77,7 @@ class JobRunner:
                 # Only lost attempts push the count past the limit: a failure that was
                 # recorded ends in the dead list at max_attempts. So this job (poison?) took
                 # its worker down with it every time; do not let it do so again.
-                await self._give_up(job, WorkerLost(attempt), attempt)
+                await self._give_up(job, WorkerLost(attempt), attempt, None)
                 return
             set_current_job(JobInfo(job.id, job.task, job.queue, attempt, job.max_attempts))
             log.info("job.started", max_attempts=job.max_attempts)
@@ -133,6 +136,7 @@ class JobRunner:
     ) -> None:
         if await self._store.succeed(job, result_json, attempt):
             log.info("job.succeeded", duration_ms=duration_ms)
+            self._metrics.job_finished(job.queue, job.task, "succeeded", duration_ms / 1000)
         else:
             log.warning("job.ack_lost", duration_ms=duration_ms, outcome="succeeded")
 
@@ -149,16 +153,21 @@ class JobRunner:
         )
         decision = decide(error, attempt, job.max_attempts, job.spec.backoff or self._backoff)
         if isinstance(decision, GiveUp):
-            await self._give_up(job, error, attempt)
+            await self._give_up(job, error, attempt, duration_ms)
             return
         if await self._store.retry(job, error, attempt, decision.delay):
             log.info("job.retrying", reason=error.reason, delay_s=round(decision.delay, 3))
+            self._metrics.job_finished(job.queue, job.task, "retried", duration_ms / 1000)
         else:
             log.warning("job.ack_lost", outcome="retrying", reason=error.reason)
 
-    async def _give_up(self, job: ReceivedJob, error: JobError, attempt: int) -> None:
+    async def _give_up(
+        self, job: ReceivedJob, error: JobError, attempt: int, duration_ms: float | None
+    ) -> None:
         if await self._store.dead(job, error, attempt):
             log.error("job.dead", reason=error.reason, error=str(error), attempts=attempt)
+            duration_s = None if duration_ms is None else duration_ms / 1000
+            self._metrics.job_finished(job.queue, job.task, "dead", duration_s)
         else:
             log.warning("job.ack_lost", outcome="dead", reason=error.reason)
 
@@ -169,6 +178,8 @@ class JobRunner:
             log.error("job.requeue_failed", error=f"{type(exc).__name__}: {exc}")
             return
         log.info("job.requeued", held=requeued)
+        if requeued:
+            self._metrics.job_finished(job.queue, job.task, "requeued", None)
 
     def job_of(self, running: asyncio.Task[Any] | None) -> ReceivedJob | None:
         """The job a task of the loop runs, if it is one (for the loop-lag watchdog)."""
