@@ -29,7 +29,7 @@ from producer.envelope import JobEnvelope
 from producer.errors import CoroqError, PartialPush
 from producer.jobfile import read_job_source
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys, validate_queue_name
-from producer.stats import RECENT_WINDOW_S, StatsReader
+from producer.stats import StatsReader
 from producer.stats_view import stats_view
 
 # Inputs at least this large get a progress bar (when stderr is a terminal).
@@ -153,25 +153,14 @@ def stats(
     interval: Annotated[
         float, typer.Option("--interval", min=0.5, help="Seconds between refreshes of --watch.")
     ] = 2.0,
-    throughput: Annotated[
-        bool,
-        typer.Option(
-            "--throughput/--no-throughput",
-            help=f"Measure throughput: jobs whose record shows finished_at in the last "
-            f"{RECENT_WINDOW_S:g} s, per second. It reads every job record kept "
-            "(result_ttl), so skip it on very large databases; Prometheus' "
-            "rate(coroq_jobs_total[5m]) is the cheap measure.",
-        ),
-    ] = True,
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     prefix: Prefix = DEFAULT_PREFIX,
 ) -> None:
     """Per queue: ready / delayed / processing / dead jobs; live workers with their
-    heartbeat age; jobs in flight; throughput."""
+    heartbeat age; jobs in flight; throughput: jobs finished per second over about the last
+    minute, as reported by each live worker's heartbeat (in total, and per worker)."""
     try:
-        reader = StatsReader(
-            sync_client(redis_url), prefix=prefix, queues=queues, throughput=throughput
-        )
+        reader = StatsReader(sync_client(redis_url), prefix=prefix, queues=queues)
     except CoroqError as exc:
         raise fail(str(exc), 2) from None
     with redis_errors(redis_url):

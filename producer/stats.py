@@ -2,8 +2,13 @@
 
 One snapshot costs: one SCAN for the queue keys (ready, delayed, dead, processing, worker;
 never the job records), one pipeline of LLEN/ZCARD, SMEMBERS of the worker set and one
-pipeline of GETs of the heartbeats. Throughput is optional because it is the costly part: it
-reads the `finished_at` of every job record kept (see `RECENT_WINDOW_S`).
+pipeline of GETs of the heartbeats.
+
+Throughput is jobs finished per second over about the last minute, as reported by each live
+worker's heartbeat: every worker counts the jobs it finished (succeeded or dead) and writes the
+rate into its heartbeat value as `jobs_per_s`; the snapshot's `throughput_per_s` is the sum over
+the live workers that report one (None when none does, e.g. only older workers). It cannot be
+split per queue, since one worker may serve several queues.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 import redis
@@ -26,7 +31,6 @@ from producer.keys import (
     workers_key,
 )
 
-RECENT_WINDOW_S = 60.0
 SCAN_COUNT = 1000
 
 
@@ -38,7 +42,6 @@ class QueueStats:
     processing: int
     dead: int
     workers: int
-    finished_last_window: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,7 @@ class WorkerStats:
     beat_at: float | None
     heartbeat_age_s: float | None
     in_flight: int
+    jobs_per_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +62,6 @@ class StatsSnapshot:
     taken_at: float
     queues: tuple[QueueStats, ...]
     workers: tuple[WorkerStats, ...]
-    window_s: float = RECENT_WINDOW_S
 
     @property
     def in_flight(self) -> int:
@@ -66,18 +69,18 @@ class StatsSnapshot:
 
     @property
     def throughput_per_s(self) -> float | None:
-        """Jobs finished per second over the last `window_s`, or None when not measured."""
-        counts = [queue.finished_last_window for queue in self.queues]
-        if not counts or any(count is None for count in counts):
+        """Jobs finished per second over about the last minute, as reported by each live
+        worker's heartbeat: their sum, or None when no live worker reports one."""
+        rates = [worker.jobs_per_s for worker in self.workers if worker.jobs_per_s is not None]
+        if not rates:
             return None
-        return sum(count or 0 for count in counts) / self.window_s
+        return round(sum(rates), 3)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "taken_at": self.taken_at,
             "in_flight": self.in_flight,
             "throughput_per_s": self.throughput_per_s,
-            "throughput_window_s": self.window_s,
             "queues": [asdict(queue) for queue in self.queues],
             "workers": [
                 {**asdict(worker), "queues": list(worker.queues)} for worker in self.workers
@@ -94,14 +97,10 @@ class StatsReader:
         *,
         prefix: str = DEFAULT_PREFIX,
         queues: Sequence[str] | None = None,
-        throughput: bool = True,
-        window_s: float = RECENT_WINDOW_S,
     ) -> None:
         self._client = client
         self._prefix = validate_prefix(prefix)
         self._only = [QueueKeys(queue, prefix) for queue in queues] if queues else None
-        self._throughput = throughput
-        self._window_s = window_s
 
     def snapshot(self, now: float | None = None) -> StatsSnapshot:
         found = self._scan_queue_keys()
@@ -111,22 +110,15 @@ class StatsReader:
         counts, held = self._counts(keys_list, processing)
         taken_at = time.time() if now is None else now
         workers = self._live_workers(keys_list, held, taken_at)
-        since = taken_at - self._window_s
-        finished = (
-            {keys.queue: self._finished_since(keys, since) for keys in keys_list}
-            if self._throughput
-            else {}
-        )
         queues = tuple(
             QueueStats(
                 keys.queue,
                 *counts[keys.queue],
                 workers=sum(1 for worker in workers if keys.queue in worker.queues),
-                finished_last_window=finished.get(keys.queue),
             )
             for keys in keys_list
         )
-        return StatsSnapshot(taken_at, queues, tuple(workers), self._window_s)
+        return StatsSnapshot(taken_at, queues, tuple(workers))
 
     def _scan_queue_keys(self) -> dict[str, list[str]]:
         """queue -> its processing lists; every queue with any key of its own is present."""
@@ -196,24 +188,6 @@ class StatsReader:
                 workers.append(_worker_stats(worker_id, served, info, held.get(worker_id, 0), now))
         return workers
 
-    def _finished_since(self, keys: QueueKeys, since: float) -> int:
-        count = 0
-        batch: list[bytes] = []
-        for key in self._client.scan_iter(match=keys.job_pattern, count=SCAN_COUNT):
-            batch.append(key)
-            if len(batch) >= SCAN_COUNT:
-                count += self._count_finished(batch, since)
-                batch = []
-        return count + self._count_finished(batch, since)
-
-    def _count_finished(self, job_keys: list[bytes], since: float) -> int:
-        if not job_keys:
-            return 0
-        pipe = self._client.pipeline(transaction=False)
-        for key in job_keys:
-            pipe.hget(key, "finished_at")
-        return sum(1 for value in pipe.execute() if _float(value, default=0.0) >= since)
-
 
 def _freshest(beats: Iterable[bytes]) -> dict[str, Any]:
     best: dict[str, Any] = {}
@@ -235,6 +209,7 @@ def _worker_stats(
     started = info.get("started_at")
     pid = info.get("pid")
     host = info.get("host")
+    rate = info.get("jobs_per_s")
     return WorkerStats(
         worker_id=worker_id,
         queues=queues,
@@ -244,7 +219,12 @@ def _worker_stats(
         beat_at=beat,
         heartbeat_age_s=round(max(now - beat, 0.0), 3) if beat is not None else None,
         in_flight=in_flight,
+        jobs_per_s=float(rate) if _is_number(rate) and rate >= 0 else None,
     )
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _float(value: object, default: float = float("-inf")) -> float:

@@ -1,4 +1,8 @@
-"""How `producer stats` shows a snapshot to people: two rich tables and a summary line."""
+"""How `producer stats` shows a snapshot to people: two rich tables and a summary line.
+
+Throughput is not per queue (a worker can serve several): the summary line shows the total,
+the workers table each worker's `jobs/s`.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +21,11 @@ def stats_view(snapshot: StatsSnapshot) -> Group:
 
 
 def _queues_table(snapshot: StatsSnapshot) -> Table:
-    window = f"done/{snapshot.window_s:g}s"
     table = Table(title="queues", title_justify="left", box=None)
     table.add_column("queue", overflow="fold")
-    for name in ("ready", "delayed", "processing", "dead", "workers", window):
+    for name in ("ready", "delayed", "processing", "dead", "workers"):
         table.add_column(name, justify="right")
     for queue in snapshot.queues:
-        done = queue.finished_last_window
         table.add_row(
             queue.queue,
             str(queue.ready),
@@ -31,7 +33,6 @@ def _queues_table(snapshot: StatsSnapshot) -> Table:
             str(queue.processing),
             Text(str(queue.dead), style="bold red" if queue.dead else ""),
             Text(str(queue.workers), style="" if queue.workers else "yellow"),
-            "-" if done is None else str(done),
         )
     if not snapshot.queues:
         table.add_row(Text("(no queues found)", style="dim"))
@@ -45,6 +46,7 @@ def _workers_table(snapshot: StatsSnapshot) -> Table:
     table.add_column("pid", justify="right")
     table.add_column("queues")
     table.add_column("in flight", justify="right")
+    table.add_column("jobs/s", justify="right")
     table.add_column("heartbeat age", justify="right")
     table.add_column("up since (UTC)")
     for worker in snapshot.workers:
@@ -55,6 +57,7 @@ def _workers_table(snapshot: StatsSnapshot) -> Table:
             "?" if worker.pid is None else str(worker.pid),
             ",".join(worker.queues),
             str(worker.in_flight),
+            "?" if worker.jobs_per_s is None else f"{worker.jobs_per_s:.2f}",
             "?" if age is None else f"{age:.1f}s",
             _when(worker.started_at),
         )
@@ -66,9 +69,9 @@ def _workers_table(snapshot: StatsSnapshot) -> Table:
 def _summary(snapshot: StatsSnapshot) -> Text:
     rate = snapshot.throughput_per_s
     throughput = (
-        "not measured (--no-throughput)"
+        "unknown (no live worker reports it)"
         if rate is None
-        else f"{rate:.2f} jobs/s (finished in the last {snapshot.window_s:g} s)"
+        else f"{rate:.2f} jobs/s (finished over about the last minute, all live workers)"
     )
     taken = time.strftime("%H:%M:%S", time.localtime(snapshot.taken_at))
     return Text(
