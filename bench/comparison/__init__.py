@@ -1,0 +1,1 @@
+"""The peer comparison behind `bench/compare.py`: systems, workloads, processes, report."""

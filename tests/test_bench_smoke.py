@@ -1,0 +1,67 @@
+"""The benchmark's smoke form runs here so that it cannot rot: coroq only, W1 (with the BRPOP
+floor and the redis-benchmark ceiling) and W3, a few hundred jobs, one round.
+
+It asserts that the run completes and that its JSON is sane; never a time. It creates no peer
+virtual environment (`--systems coroq --no-install`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from importlib import util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def positive(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_compare_quick_coroq_only(tmp_path: Path) -> None:
+    out = tmp_path / "compare.json"
+    chart = tmp_path / "compare.png"
+    command = [
+        sys.executable, str(REPO_ROOT / "bench" / "compare.py"),
+        "--quick", "--systems", "coroq", "--workloads", "w1,w3", "--no-install",
+        "--json", str(out), "--markdown", str(tmp_path / "compare.md"), "--chart", str(chart),
+    ]  # fmt: skip
+    venvs = REPO_ROOT / "bench" / ".venvs"
+    before = sorted(venvs.iterdir()) if venvs.exists() else []
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=280, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (sorted(venvs.iterdir()) if venvs.exists() else []) == before
+
+    document = json.loads(out.read_text())
+    assert document["config"]["quick"] is True
+    assert document["config"]["systems"] == ["coroq"]
+    assert document["problems"] == []
+    assert len(document["rounds"]) == 1
+
+    w1 = document["summary"]["w1"]
+    assert positive(w1["coroq"]["jobs_per_s"]["median"])
+    assert positive(w1["coroq"]["rss_peak_mb"]["median"])
+    assert positive(w1["brpop-loop"]["jobs_per_s"]["median"])
+    assert document["ratios_to_coroq"]["w1"]["coroq"]["jobs_per_s"]["median"] == 1.0
+
+    latency = document["summary"]["w3"]["coroq"]
+    p50, p99, top = (latency[k]["median"] for k in ("p50_ms", "p99_ms", "max_ms"))
+    assert all(positive(v) for v in (p50, p99, top))
+    assert p50 <= p99 <= top
+
+    goals = {goal["goal"]: goal for goal in document["goals"]}
+    assert goals["W3 p50 (ms)"]["measured"] is not None
+    assert "W1 throughput" in (tmp_path / "compare.md").read_text()
+    assert "coroq" in result.stdout
+    if util.find_spec("matplotlib") is not None:
+        assert chart.read_bytes().startswith(b"\x89PNG")
