@@ -32,7 +32,7 @@ from worker.http_endpoints import HealthServer
 from worker.http_session import SharedHttpSession
 from worker.inflight import InFlight
 from worker.loop_thread import EventLoopThread, loop_implementation
-from worker.metrics import WorkerMetrics, refresh_queue_depths_forever
+from worker.metrics import WorkerMetrics, refresh_queue_depths
 from worker.outcomes import OutcomeStore
 from worker.redis_health import RedisHealth
 from worker.registry import TaskRegistry
@@ -83,7 +83,7 @@ class Worker:
         self._runner: JobRunner | None = None
         self._consumers: list[ConsumerThread] = []
         self._housekeeping: list[asyncio.Task[None]] = []
-        self.heartbeat = HeartbeatThread(settings, self.health)
+        self.heartbeat = HeartbeatThread(settings, self.health, self._finished_jobs)
         self.watchdog: LoopWatchdog | None = None
         self.reaper: Reaper | None = None
 
@@ -107,6 +107,7 @@ class Worker:
                 self.metrics,
                 is_live=self._is_live,
                 is_ready=self._is_ready,
+                before_scrape=self._read_queue_depths,
             )
             try:
                 self.loop_thread.run(self._http_server.start(), timeout=10)
@@ -161,9 +162,6 @@ class Worker:
         self.reaper = Reaper(client, self.settings, scripts)
         reaping = asyncio.create_task(run_periodically("reaper", self.reaper.step, self.health))
         self._housekeeping.append(reaping)
-        queues = [QueueKeys(queue, self.settings.prefix) for queue in self.settings.queues]
-        depths = refresh_queue_depths_forever(client, queues, self.metrics)
-        self._housekeeping.append(asyncio.create_task(depths))
         interval = self.notifier.watchdog_interval()
         if interval is not None:
             # Pinged from the loop itself: a wedged loop stops the pings, and systemd
@@ -189,6 +187,14 @@ class Worker:
             return True, "ok"
         return False, f"Redis at {self.settings.redacted_redis_url} is unreachable"
 
+    async def _read_queue_depths(self) -> None:
+        if self._redis is not None:
+            queues = [QueueKeys(queue, self.settings.prefix) for queue in self.settings.queues]
+            await refresh_queue_depths(self._redis, queues, self.metrics)
+
+    def _finished_jobs(self) -> int:
+        return 0 if self._runner is None else self._runner.finished_total
+
     def _loop_lag(self) -> float:
         return 0.0 if self.watchdog is None else self.watchdog.lag_seconds
 
@@ -208,7 +214,9 @@ class Worker:
         return self.shutdown()
 
     def wait_for_shutdown_request(self) -> None:
-        while not self._shutdown_requested.wait(0.2):
+        # Signals wake this wait at once; the period only matters to burst mode.
+        period = 0.2 if self.burst else 1.0
+        while not self._shutdown_requested.wait(period):
             drained = not any(consumer.is_alive() for consumer in self._consumers)
             if self.burst and drained and self.inflight.wait_empty(0.2):
                 self.request_shutdown("drained")

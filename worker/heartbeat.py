@@ -12,6 +12,8 @@ import os
 import socket
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 
 import orjson
 import redis
@@ -24,39 +26,57 @@ from worker.settings import WorkerSettings
 
 log = structlog.get_logger()
 
+# The worker adds itself to the set of workers on its first beat, then every this many.
+REGISTER_EVERY = 20
+# Seconds over which the throughput in the heartbeat is averaged.
+THROUGHPUT_WINDOW = 60.0
+
 
 class HeartbeatThread(threading.Thread):
-    def __init__(self, settings: WorkerSettings, health: RedisHealth) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        health: RedisHealth,
+        finished_jobs: Callable[[], int] = lambda: 0,
+    ) -> None:
         super().__init__(name="coroq-heartbeat", daemon=True)
         self._settings = settings
         self._health = health
         self._keys = [QueueKeys(queue, settings.prefix) for queue in settings.queues]
-        self._finished = threading.Event()
+        self._stopped = threading.Event()
         self._redis: redis.Redis = sync_client(
             settings.redis_url, retries=0, socket_timeout=settings.heartbeat_interval
         )
         self._started_at = time.time()
         self._last_beat = float("-inf")
+        self._lapsed = False
+        self._finished_jobs = finished_jobs
+        self._samples: deque[tuple[float, int]] = deque()
         self.beats = 0
 
     def beat(self) -> None:
         """Refresh every liveness key; warn when one had lapsed (we may have lost our jobs)."""
         worker_id = self._settings.worker_id
+        now = time.time()
         value = orjson.dumps(
             {
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
                 "started_at": self._started_at,
-                "beat_at": time.time(),
+                "beat_at": now,
+                "jobs_per_s": self._throughput(now),
             }
         )
         ttl_ms = int(self._settings.heartbeat_ttl * 1000)
+        register = self.beats % REGISTER_EVERY == 0 or self._lapsed
         pipe = self._redis.pipeline(transaction=False)
-        pipe.sadd(workers_key(self._settings.prefix), worker_id)
         for keys in self._keys:
             pipe.set(keys.worker(worker_id), value, px=ttl_ms, get=True)
-        previous = pipe.execute()[1:]
-        if self.beats and any(old is None for old in previous):
+        if register:  # the set only lists workers; once a minute keeps Redis traffic low
+            pipe.sadd(workers_key(self._settings.prefix), worker_id)
+        previous = pipe.execute()[: len(self._keys)]
+        self._lapsed = any(old is None for old in previous)
+        if self.beats and self._lapsed:
             log.warning(
                 "worker.heartbeat_lapsed",
                 worker_id=worker_id,
@@ -65,9 +85,19 @@ class HeartbeatThread(threading.Thread):
             )
         self.beats += 1
 
+    def _throughput(self, now: float) -> float:
+        """Jobs finished per second over about the last minute (for `producer stats`)."""
+        finished = self._finished_jobs()
+        self._samples.append((now, finished))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= THROUGHPUT_WINDOW:
+            self._samples.popleft()
+        first_at, first_count = self._samples[0]
+        elapsed = now - first_at
+        return round((finished - first_count) / elapsed, 3) if elapsed > 0 else 0.0
+
     def run(self) -> None:
         pause = 0.0  # the first beat at once: consumers wait for it before taking jobs
-        while not self._finished.wait(pause):
+        while not self._stopped.wait(pause):
             pause = self._settings.heartbeat_interval
             sent = time.monotonic()
             try:
@@ -102,7 +132,7 @@ class HeartbeatThread(threading.Thread):
 
     def stop(self, *, clear: bool) -> None:
         """Stop beating; with `clear`, remove the liveness keys (a clean exit, nothing held)."""
-        self._finished.set()
+        self._stopped.set()
         if self.is_alive():
             self.join(self._settings.heartbeat_interval + 1)
         if clear:

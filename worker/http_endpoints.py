@@ -1,6 +1,7 @@
 """The worker's HTTP endpoints, served by aiohttp from the worker's own event loop.
 
-- `GET /metrics`: every metric of a `WorkerMetrics`, Prometheus text format 0.0.4.
+- `GET /metrics`: every metric of a `WorkerMetrics`, Prometheus text format 0.0.4, after
+  `before_scrape` (if given) has refreshed what is read on demand.
 - `GET /healthz`: liveness. That the loop answers at all is half the check (a blocked loop
   answers nothing, and the caller's timeout says so); `is_live` adds the rest.
 - `GET /readyz`: readiness (`is_ready`: Redis reachable).
@@ -12,7 +13,8 @@ block: read a flag, `Thread.is_alive()`, never a network call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -25,6 +27,9 @@ log = structlog.get_logger()
 CheckResult = bool | tuple[bool, str]
 Check = Callable[[], CheckResult]
 
+# Longest a scrape waits for the figures read on demand before answering without them.
+SCRAPE_REFRESH_TIMEOUT = 2.0
+
 
 class HealthServer:
     def __init__(
@@ -34,12 +39,16 @@ class HealthServer:
         metrics: WorkerMetrics,
         is_live: Check,
         is_ready: Check,
+        before_scrape: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """`port` 0 binds a free port (handy in tests; `port` tells which once started)."""
         self.host = host
         self._requested_port = port
         self._metrics = metrics
         self._checks = {"live": is_live, "ready": is_ready}
+        # Reads what is cheaper to read on demand than to keep fresh (the queue depths), so
+        # an idle worker nobody scrapes sends Redis nothing for its metrics.
+        self._before_scrape = before_scrape
         self._runner: web.AppRunner | None = None
 
     @property
@@ -73,6 +82,12 @@ class HealthServer:
             await runner.cleanup()
 
     async def _serve_metrics(self, _request: web.Request) -> web.Response:
+        if self._before_scrape is not None:
+            try:
+                async with asyncio.timeout(SCRAPE_REFRESH_TIMEOUT):
+                    await self._before_scrape()
+            except Exception as exc:  # noqa: BLE001 - serve what is known, say why not more
+                log.debug("metrics.refresh_failed", error=f"{type(exc).__name__}: {exc}")
         response = web.Response(body=self._metrics.render())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response

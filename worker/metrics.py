@@ -17,7 +17,6 @@ serving one queue report the same numbers (aggregate them with `max by (queue, s
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -35,7 +34,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from redis.exceptions import RedisError
 
 from producer.keys import QueueKeys
 
@@ -186,25 +184,3 @@ async def refresh_queue_depths(
         )
         found[keys.queue] = depths
     return found
-
-
-async def refresh_queue_depths_forever(
-    client: redis.asyncio.Redis,
-    keys_list: Sequence[QueueKeys],
-    metrics: WorkerMetrics,
-    *,
-    interval: float = 5.0,
-) -> None:
-    """Housekeeping loop for the event loop: refresh the depths every `interval` seconds.
-
-    Survives its own errors (a Redis outage is reported elsewhere, so only at debug level
-    here) and lets cancellation through: cancel the task to stop it.
-    """
-    while True:
-        try:
-            await refresh_queue_depths(client, keys_list, metrics)
-        except RedisError as exc:
-            log.debug("metrics.queue_depths_unavailable", error=f"{type(exc).__name__}: {exc}")
-        except Exception:
-            log.exception("metrics.queue_depths_failed")
-        await asyncio.sleep(interval)

@@ -52,6 +52,7 @@ class JobRunner:
         self._backoff = backoff  # tasks may declare their own
         self._task_limits: dict[str, asyncio.Semaphore] = {}
         self._running: dict[asyncio.Task[Any], ReceivedJob] = {}
+        self.finished_total = 0  # jobs that succeeded or died here (read by the heartbeat)
 
     async def run(self, job: ReceivedJob) -> None:
         current = asyncio.current_task()
@@ -136,6 +137,7 @@ class JobRunner:
     ) -> None:
         if await self._store.succeed(job, result_json, attempt):
             log.info("job.succeeded", duration_ms=duration_ms)
+            self.finished_total += 1
             self._metrics.job_finished(job.queue, job.task, "succeeded", duration_ms / 1000)
         else:
             log.warning("job.ack_lost", duration_ms=duration_ms, outcome="succeeded")
@@ -166,6 +168,7 @@ class JobRunner:
     ) -> None:
         if await self._store.dead(job, error, attempt):
             log.error("job.dead", reason=error.reason, error=str(error), attempts=attempt)
+            self.finished_total += 1
             duration_s = None if duration_ms is None else duration_ms / 1000
             self._metrics.job_finished(job.queue, job.task, "dead", duration_s)
         else:

@@ -68,12 +68,12 @@ class WorkerSettings(BaseSettings):
     max_payload_bytes: PositiveInt = 1024 * 1024
     default_timeout: PositiveFloat = 300.0
     default_max_attempts: PositiveInt = 3
-    poll_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+    poll_timeout: Annotated[float, Field(gt=0, le=60)] = 10.0
     sync_threads: PositiveInt = 32
     http_max_connections: PositiveInt = 100
-    heartbeat_interval: Annotated[float, Field(gt=0, le=60)] = 2.0
-    heartbeat_ttl: Annotated[float, Field(gt=0, le=600)] = 10.0
-    reaper_interval: Annotated[float, Field(gt=0, le=600)] = 3.0
+    heartbeat_interval: Annotated[float, Field(gt=0, le=60)] = 5.0
+    heartbeat_ttl: Annotated[float, Field(gt=0, le=600)] = 15.0
+    reaper_interval: Annotated[float, Field(gt=0, le=600)] = 10.0
     retry_base: PositiveFloat = 1.0
     retry_factor: Annotated[float, Field(ge=1)] = 2.0
     retry_cap: PositiveFloat = 300.0
