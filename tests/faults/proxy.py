@@ -3,7 +3,8 @@
 It runs its own asyncio loop in a thread and forwards bytes both ways between each client and
 the upstream Redis. `cut()` resets every open connection at once (as a firewall or a NAT
 timeout would); `stall()` stops forwarding in both directions, for open and new connections,
-until `resume()` (a network partition: nothing is refused, nothing gets through).
+until `resume()` (a network partition: nothing is refused, nothing gets through). With
+`latency`, each chunk is held that long before it is passed on, each way (a slow link).
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ CHUNK = 65536
 
 
 class FaultyProxy:
-    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, upstream_port: int, upstream_host: str = "127.0.0.1", *, latency: float = 0.0
+    ) -> None:
         self.upstream = (upstream_host, upstream_port)
+        self.latency = latency
         self.port = 0
         self.connections_cut = 0
         self._loop = asyncio.new_event_loop()
@@ -115,6 +119,8 @@ class FaultyProxy:
         assert self._flowing is not None
         try:
             while data := await reader.read(CHUNK):
+                if self.latency:
+                    await asyncio.sleep(self.latency)
                 await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
