@@ -6,6 +6,7 @@ logging once, and calls one library function.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ from worker.health_probe import DEFAULT_TIMEOUT, probe_health
 from worker.logs import configure_logging
 from worker.registry import TaskRegistry
 from worker.settings import WorkerSettings, load_settings
+from worker.supervisor import Supervisor, child_arguments
 
 app = typer.Typer(
     name="worker",
@@ -36,6 +38,10 @@ ConfigOpt = Annotated[
 ]
 QueuesOpt = Annotated[
     str | None, typer.Option("--queues", "-q", help="Comma-separated queues.", show_default=False)
+]
+ProcessesOpt = Annotated[
+    int | None,
+    typer.Option("--processes", help="Worker processes under one supervisor.", show_default=False),
 ]
 ConcurrencyOpt = Annotated[
     int | None, typer.Option("--concurrency", help="Jobs run at once.", show_default=False)
@@ -75,6 +81,7 @@ def serve(
     redis_url: RedisOpt = None,
     log_level: LogLevelOpt = None,
     log_format: LogFormatOpt = None,
+    processes: ProcessesOpt = None,
     burst: Annotated[
         bool, typer.Option("--burst", help="Exit 0 once the queues are empty and jobs done.")
     ] = False,
@@ -90,11 +97,16 @@ def serve(
         redis_url=redis_url,
         log_level=log_level,
         log_format=log_format,
+        processes=processes,
     )
     try:
         registry = TaskRegistry.from_modules(settings.tasks)
     except CoroqError as exc:
         raise fail(str(exc)) from None
+    if settings.processes > 1:
+        # The tasks imported above: a module that fails to load fails here, once.
+        supervisor = Supervisor(settings, child_arguments(sys.argv[1:]), burst=burst)
+        raise typer.Exit(supervisor.run())
     try:
         Worker(settings, registry, burst=burst).run()
     except CoroqError as exc:

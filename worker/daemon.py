@@ -40,6 +40,7 @@ from worker.retry import Backoff
 from worker.runner import REQUEUE_GIVE_UP_AFTER, JobRunner
 from worker.sdnotify import SystemdNotifier
 from worker.settings import WorkerSettings
+from worker.supervisor import supervisor_gone
 from worker.watchdog import LoopWatchdog
 
 log = structlog.get_logger()
@@ -217,6 +218,8 @@ class Worker:
         # Signals wake this wait at once; the period only matters to burst mode.
         period = 0.2 if self.burst else 1.0
         while not self._shutdown_requested.wait(period):
+            if supervisor_gone():
+                self.request_shutdown("supervisor_gone")
             drained = not any(consumer.is_alive() for consumer in self._consumers)
             if self.burst and drained and self.inflight.wait_empty(0.2):
                 self.request_shutdown("drained")

@@ -60,6 +60,7 @@ class WorkerSettings(BaseSettings):
     prefix: str = Field(DEFAULT_PREFIX, min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEFAULT_QUEUE])
     concurrency: PositiveInt = 100
+    processes: Annotated[int, Field(ge=1, le=256)] = 1
     tasks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console", "auto"] = "auto"
