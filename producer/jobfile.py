@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
 
 from producer.envelope import JobEnvelope, validate_envelope
 from producer.errors import InvalidJob
@@ -28,24 +29,42 @@ def parse_jobs(data: bytes, *, source: str) -> list[JobEnvelope]:
         # Not one JSON document: JSON Lines, or broken JSON that the line reader will name.
         return _parse_json_lines(stripped, source=source)
     if isinstance(document, list):
-        return [validate_envelope(item, source=source, index=i) for i, item in enumerate(document)]
+        return _validate_all(document, source=source)
     return [validate_envelope(document, source=source, index=0)]
 
 
 def _parse_json_lines(data: bytes, *, source: str) -> list[JobEnvelope]:
-    jobs: list[JobEnvelope] = []
+    items: list[Any] = []
+    line_numbers: list[int] = []
     for line_number, line in enumerate(data.split(b"\n"), start=1):
         if not line.strip():
             continue
-        index = len(jobs)
         try:
-            item = orjson.loads(line)
+            items.append(orjson.loads(line))
         except orjson.JSONDecodeError as exc:
             raise InvalidJob(
-                f"not valid JSON: {exc}", source=source, index=index, line=line_number
+                f"not valid JSON: {exc}", source=source, index=len(items), line=line_number
             ) from None
-        jobs.append(validate_envelope(item, source=source, index=index, line=line_number))
-    return jobs
+        line_numbers.append(line_number)
+    return _validate_all(items, source=source, line_numbers=line_numbers)
+
+
+def _validate_all(
+    items: list[Any], *, source: str, line_numbers: list[int] | None = None
+) -> list[JobEnvelope]:
+    """Validate every job in one call (much faster for large files than one call per job);
+    on a problem, validate the first bad job alone for the usual message."""
+    try:
+        return _MANY_ENVELOPES.validate_python(items)
+    except ValidationError as exc:
+        location = exc.errors(include_url=False)[0]["loc"]
+        index = location[0] if location and isinstance(location[0], int) else 0
+        line = line_numbers[index] if line_numbers is not None else None
+        validate_envelope(items[index], source=source, index=index, line=line)
+        raise InvalidJob(str(exc), source=source, index=index, line=line) from None
+
+
+_MANY_ENVELOPES = TypeAdapter(list[JobEnvelope])
 
 
 def read_job_source(name: str, stdin: BinaryIO) -> list[JobEnvelope]:
