@@ -63,23 +63,25 @@ def take_call(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class JobStart:
+    """One job of a `start_call`: what its record shows while it runs."""
+
+    job_id: str
+    task: str
+    max_attempts: int
+    enqueued_at: float | None
+
+
 def start_call(
-    keys: QueueKeys,
-    job_id: str,
-    *,
-    worker_id: str,
-    started_at: float,
-    ttl: int,
-    task: str,
-    max_attempts: int,
-    enqueued_at: float | None,
+    keys: QueueKeys, starts: list[JobStart], *, worker_id: str, started_at: float, ttl: int
 ) -> ScriptCall:
-    enqueued = "" if enqueued_at is None else repr(float(enqueued_at))
-    return ScriptCall(
-        "start",
-        [keys.job(job_id)],
-        [worker_id, repr(started_at), ttl, task, keys.queue, max_attempts, enqueued],
-    )
+    """Count a new attempt of each job (one round trip for a batch); returns the numbers."""
+    args: list[str | bytes | int | float] = [worker_id, repr(started_at), ttl, keys.queue]
+    for start in starts:
+        enqueued = "" if start.enqueued_at is None else repr(float(start.enqueued_at))
+        args.extend((start.task, start.max_attempts, enqueued))
+    return ScriptCall("start", [keys.job(start.job_id) for start in starts], args)
 
 
 def ack_call(

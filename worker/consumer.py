@@ -24,11 +24,13 @@ from producer.envelope import new_job_id
 from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
 from producer.scripts import (
+    JobStart,
     ScriptCall,
     SyncScripts,
     adopt_call,
     dead_call,
     requeue_call,
+    start_call,
     take_call,
 )
 from worker.errors import MalformedJob
@@ -117,8 +119,7 @@ class ConsumerThread(threading.Thread):
                     self._slots.release()
                     self._give_back(raw)
                 break
-            for raw in taken:
-                self._dispatch_safely(raw)
+            self._dispatch_batch(taken)
         self._redis.close()
 
     def wake(self) -> None:
@@ -138,16 +139,53 @@ class ConsumerThread(threading.Thread):
         finally:
             client.close()
 
-    def _dispatch_safely(self, raw: bytes) -> None:
+    def _dispatch_batch(self, taken: list[bytes]) -> None:
+        """Decode the jobs taken together, count their attempts in one round trip, and hand
+        each to the event loop as its own coroutine."""
+        jobs = [job for raw in taken if (job := self._prepare_safely(raw)) is not None]
+        if not jobs:
+            return
         try:
-            self._dispatch(raw)
+            attempts = self._count_attempts(jobs)
+        except Exception as exc:
+            for job in jobs:
+                self._slots.release()
+                if not isinstance(exc, RedisUnavailable):  # else: stopping during an outage
+                    self._dead_letter_after_bug(job.raw, exc)
+            if not isinstance(exc, RedisUnavailable):
+                log.exception("consumer.dispatch_error", queue=self.keys.queue)
+            return  # the jobs stay in the processing list
+        for job, attempt in zip(jobs, attempts, strict=True):
+            job.attempt = int(attempt)
+            future = self._loop_thread.submit(self._runner.run(job))
+            self._inflight.add(job, future)
+            future.add_done_callback(self._job_done)
+
+    def _prepare_safely(self, raw: bytes) -> ReceivedJob | None:
+        """The job to run; None when it was dead-lettered (or kept back), its slot freed."""
+        try:
+            return self._prepare(raw)
         except RedisUnavailable:
-            pass  # stopping during an outage: the job stays in the processing list
+            return None  # stopping during an outage: the job stays in the processing list
         except Exception as exc:
             # A bug, not bad input (bad input is dead-lettered before this). Keep serving,
             # and keep the job visible: it goes to the dead list with the error.
             log.exception("consumer.dispatch_error", queue=self.keys.queue)
             self._dead_letter_after_bug(raw, exc)
+            return None
+
+    def _count_attempts(self, jobs: list[ReceivedJob]) -> list[int]:
+        starts = [
+            JobStart(job.id, job.task, job.max_attempts, job.envelope.enqueued_at) for job in jobs
+        ]
+        call = start_call(
+            self.keys,
+            starts,
+            worker_id=self._settings.worker_id,
+            started_at=time.time(),
+            ttl=self._settings.result_ttl,
+        )
+        return cast("list[int]", self._run_script(call))
 
     def _take_slot(self) -> bool:
         """Wait for a free slot while it is safe to take a job; False once stopping."""
@@ -239,21 +277,19 @@ class ConsumerThread(threading.Thread):
                 if self._scripts.run(call):
                     log.warning("consumer.job_returned", queue=self.keys.queue)
 
-    def _dispatch(self, raw: bytes) -> None:
+    def _prepare(self, raw: bytes) -> ReceivedJob | None:
         try:
             decoded = decode_job(raw, self.keys, self._registry, self._settings)
             if isinstance(decoded, RejectedJob):
                 self._reject(decoded)
                 self._slots.release()
-                return
+                return None
             if decoded.stamped is not None:
                 self._adopt(decoded, decoded.stamped)
         except Exception:
             self._slots.release()
             raise
-        future = self._loop_thread.submit(self._runner.run(decoded))
-        self._inflight.add(decoded, future)
-        future.add_done_callback(self._job_done)
+        return decoded
 
     def _job_done(self, future: Future[Any]) -> None:
         # Runs on the loop thread when the job's coroutine has finished, cleanup included.

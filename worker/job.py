@@ -36,6 +36,7 @@ class ReceivedJob:
     # The job re-encoded with the id the worker gave it, when its producer gave none;
     # it replaces `raw` in the processing list before the job runs.
     stamped: bytes | None
+    attempt: int = 0  # counted in Redis when the consumer starts it
 
     @property
     def id(self) -> str:

@@ -26,7 +26,6 @@ from producer.scripts import (
     promote_call,
     requeue_call,
     retry_call,
-    start_call,
 )
 from worker.errors import JobError
 from worker.job import ReceivedJob, dead_entry
@@ -65,20 +64,6 @@ class OutcomeStore:
             else:
                 self._health.succeeded()
                 return result
-
-    async def start(self, job: ReceivedJob) -> int:
-        """Count a new attempt; return its number."""
-        call = start_call(
-            job.keys,
-            job.id,
-            worker_id=self.worker_id,
-            started_at=time.time(),
-            ttl=self._settings.result_ttl,
-            task=job.task,
-            max_attempts=job.max_attempts,
-            enqueued_at=job.envelope.enqueued_at,
-        )
-        return int(await self._run(call))
 
     async def succeed(self, job: ReceivedJob, result_json: bytes, attempt: int) -> bool:
         call = ack_call(

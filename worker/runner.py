@@ -72,7 +72,7 @@ class JobRunner:
 
     async def _run_attempt(self, job: ReceivedJob) -> None:
         self._http.install()
-        attempt = await self._store.start(job)
+        attempt = job.attempt
         with bound_contextvars(attempt=attempt):
             if attempt > job.max_attempts:
                 # Only lost attempts push the count past the limit: a failure that was

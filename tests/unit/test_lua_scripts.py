@@ -12,6 +12,7 @@ import redis
 from producer.client import Producer
 from producer.keys import QueueKeys
 from producer.scripts import (
+    JobStart,
     SyncScripts,
     ack_call,
     adopt_call,
@@ -40,17 +41,31 @@ def raw_job(job_id: str, **extra: Any) -> bytes:
 
 
 def start(scripts: SyncScripts, keys: QueueKeys, job_id: str, **options: Any) -> int:
+    job = JobStart(job_id, "echo", options.get("max_attempts", 3), options.get("enqueued_at"))
     call = start_call(
         keys,
-        job_id,
+        [job],
         worker_id=options.get("worker_id", WORKER),
         started_at=options.get("started_at", 1_700_000_000.5),
         ttl=TTL,
-        task="echo",
-        max_attempts=options.get("max_attempts", 3),
-        enqueued_at=options.get("enqueued_at"),
     )
-    return int(scripts.run(call))
+    [attempt] = scripts.run(call)
+    return int(attempt)
+
+
+def test_start_records_a_batch_in_one_call(
+    client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
+) -> None:
+    start(scripts, keys, "j2")
+    batch = [JobStart("j1", "echo", 3, None), JobStart("j2", "other", 5, 1_700_000_000.25)]
+    call = start_call(keys, batch, worker_id=WORKER, started_at=1_700_000_001.0, ttl=TTL)
+    assert [int(n) for n in scripts.run(call)] == [1, 2]
+    assert record(client, keys, "j1")["max_attempts"] == "3"
+    assert "enqueued_at" not in record(client, keys, "j1")
+    second = record(client, keys, "j2")
+    assert (second["task"], second["max_attempts"], second["attempts"]) == ("other", "5", "2")
+    assert float(second["enqueued_at"]) == 1_700_000_000.25
+    assert 0 < client.ttl(keys.job("j2")) <= TTL
 
 
 def record(client: redis.Redis, keys: QueueKeys, job_id: str) -> dict[str, str]:
