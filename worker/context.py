@@ -31,5 +31,9 @@ def current_job() -> JobInfo:
     return info
 
 
+def current_job_or_none() -> JobInfo | None:
+    return _current.get()
+
+
 def set_current_job(info: JobInfo) -> None:
     _current.set(info)

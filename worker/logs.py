@@ -16,6 +16,8 @@ import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from worker.context import current_job_or_none
+
 LogFormat = Literal["json", "console", "auto"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
@@ -37,6 +39,17 @@ def _drop_color_message(_: WrappedLogger, __: str, event: EventDict) -> EventDic
     return event
 
 
+def _add_job_context(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Inside a job, every line carries its job_id, task, queue and attempt."""
+    job = current_job_or_none()
+    if job is not None:
+        event.setdefault("job_id", job.id)
+        event.setdefault("task", job.task)
+        event.setdefault("queue", job.queue)
+        event.setdefault("attempt", job.attempt)
+    return event
+
+
 def use_json(fmt: LogFormat) -> bool:
     if fmt == "auto":
         return not sys.stderr.isatty()
@@ -47,6 +60,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     """Configure structlog and the standard library's logging; call once per process."""
     numeric_level = _LEVELS[level]
     shared: list[Processor] = [
+        _add_job_context,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 import structlog
-from structlog.contextvars import bound_contextvars
 
 from worker.context import JobInfo, set_current_job
 from worker.errors import HandlerFailed, JobError, JobTimeout, ResultNotSerializable, WorkerLost
@@ -58,37 +57,36 @@ class JobRunner:
         current = asyncio.current_task()
         assert current is not None  # noqa: S101 - always true inside a coroutine on a loop
         self._running[current] = job
+        # Every log line of this task (the handler's too) carries the job's context; the
+        # task has a context of its own, so nothing needs undoing at the end.
+        set_current_job(JobInfo(job.id, job.task, job.queue, job.attempt, job.max_attempts))
         try:
-            with bound_contextvars(job_id=job.id, task=job.task, queue=job.queue):
-                try:
-                    await self._run_attempt(job)
-                except asyncio.CancelledError:
-                    # Only shutdown cancels a job (timeouts are handled inside); whatever
-                    # step it was at, the job goes back to its queue if this worker holds it.
-                    await self._requeue_after_cancel(job)
-                    raise
+            await self._run_attempt(job)
+        except asyncio.CancelledError:
+            # Only shutdown cancels a job (timeouts are handled inside); whatever step it was
+            # at, the job goes back to its queue if this worker holds it.
+            await self._requeue_after_cancel(job)
+            raise
         finally:
             self._running.pop(current, None)
 
     async def _run_attempt(self, job: ReceivedJob) -> None:
         self._http.install()
         attempt = job.attempt
-        with bound_contextvars(attempt=attempt):
-            if attempt > job.max_attempts:
-                # Only lost attempts push the count past the limit: a failure that was
-                # recorded ends in the dead list at max_attempts. So this job (poison?) took
-                # its worker down with it every time; do not let it do so again.
-                await self._give_up(job, WorkerLost(attempt), attempt, None)
-                return
-            set_current_job(JobInfo(job.id, job.task, job.queue, attempt, job.max_attempts))
-            log.info("job.started", max_attempts=job.max_attempts)
-            started = time.perf_counter()
-            try:
-                result_json = await self._execute(job)
-            except JobError as error:
-                await self._after_failure(job, error, attempt, _ms_since(started))
-            else:
-                await self._succeed(job, result_json, attempt, _ms_since(started))
+        if attempt > job.max_attempts:
+            # Only lost attempts push the count past the limit: a failure that was recorded
+            # ends in the dead list at max_attempts. So this job (poison?) took its worker
+            # down with it every time; do not let it do so again.
+            await self._give_up(job, WorkerLost(attempt), attempt, None)
+            return
+        log.info("job.started", max_attempts=job.max_attempts)
+        started = time.perf_counter()
+        try:
+            result_json = await self._execute(job)
+        except JobError as error:
+            await self._after_failure(job, error, attempt, _ms_since(started))
+        else:
+            await self._succeed(job, result_json, attempt, _ms_since(started))
 
     async def _execute(self, job: ReceivedJob) -> bytes:
         async with self._task_limit(job.spec):
