@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any, Literal
 
 import orjson
@@ -39,6 +40,27 @@ def _drop_color_message(_: WrappedLogger, __: str, event: EventDict) -> EventDic
     return event
 
 
+class _Timestamps:
+    """ISO 8601 UTC timestamps with microseconds, the date and time part made once a second
+    (structlog's TimeStamper builds a datetime per line: a quarter of a line's cost)."""
+
+    def __init__(self) -> None:
+        self._cached = (-1, "")  # (second, its text), replaced whole: threads share it
+
+    def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        now = time.time()
+        second = int(now)
+        cached_second, prefix = self._cached
+        if second != cached_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._cached = (second, prefix)
+        event["timestamp"] = f"{prefix}.{int((now - second) * 1_000_000):06d}Z"
+        return event
+
+
+_add_timestamp = _Timestamps()
+
+
 def _add_job_context(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     """Inside a job, every line carries its job_id, task, queue and attempt."""
     job = current_job_or_none()
@@ -63,7 +85,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
         _add_job_context,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_timestamp,
     ]
     renderer: Processor
     if use_json(fmt):
