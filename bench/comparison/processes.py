@@ -155,10 +155,6 @@ class MarksFile:
         return [SAMPLE.unpack_from(data, SAMPLE.size * i)[0] for i in range(start, stop)]
 
 
-def total_count(marks: Sequence[MarksFile]) -> int:
-    return sum(m.count for m in marks)
-
-
 def wait_count(
     count: Callable[[], int],
     target: int,
@@ -192,18 +188,21 @@ def wait_count(
 # -- psutil: memory and CPU of a process tree -------------------------------------------------
 
 
-def _tree(pid: int) -> list[psutil.Process]:
+def _tree(pid: int, children: bool = True) -> list[psutil.Process]:
+    """A process and (when `children`) its descendants. Finding descendants reads every
+    process's /proc entry, which costs real CPU on a small machine, so samplers ask for them
+    only for a system that forks."""
     try:
         root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)] if children else [root]
     except psutil.NoSuchProcess:
         return []
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory of a process and its live descendants, bytes."""
+def tree_rss(pid: int, children: bool = True) -> int:
+    """Resident memory of a process (and its live descendants), bytes."""
     total = 0
-    for process in _tree(pid):
+    for process in _tree(pid, children):
         try:
             total += process.memory_info().rss
         except psutil.NoSuchProcess:
@@ -245,7 +244,8 @@ class RssSampler:
     """Samples the RSS of a process tree in a background thread: (seconds since start, bytes)."""
 
     pid: int
-    interval_s: float = 0.05
+    interval_s: float = 0.1
+    children: bool = False
     samples: list[tuple[float, int]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -263,7 +263,7 @@ class RssSampler:
     def _run(self) -> None:
         begin = time.monotonic()
         while not self._stop.is_set():
-            rss = tree_rss(self.pid)
+            rss = tree_rss(self.pid, self.children)
             if rss:
                 self.samples.append((time.monotonic() - begin, rss))
             self._stop.wait(self.interval_s)

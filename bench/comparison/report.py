@@ -20,7 +20,7 @@ ROW_LABELS: dict[str, str] = {s.name: s.label for s in SYSTEMS} | {
     "redis-benchmark-lpush": "redis-benchmark LPUSH (ceiling)",
     "redis-benchmark-rpop": "redis-benchmark RPOP (ceiling)",
     "coroq-api": "coroq Producer.push_many (API)",
-    "coroq-2p": "coroq, 2 processes",
+    "coroq-2p": "coroq --processes 2",
 }
 PUSH_LABELS = {COROQ: "coroq `producer push` (CLI)"}
 SCALE_LABELS = {COROQ: "coroq, 1 process"}
@@ -251,7 +251,7 @@ TABLES = (
     Table("push", "Push: 100,000 jobs, jobs/s", (
         Column("jobs_per_s", "jobs/s", ",.0f", ratio=True),
     )),
-    Table("scale", "Scale on one host: no-op jobs pushed to 1 or 2 idle coroq worker processes", (
+    Table("scale", "Scale on one host: no-op jobs pushed to an idle `worker`, 1 or 2 processes", (
         Column("jobs_per_s", "jobs/s", ",.0f", ratio=True),
     )),
 )  # fmt: skip

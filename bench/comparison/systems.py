@@ -41,6 +41,7 @@ class System:
     adapter: str | None = None  # bench/peers/<adapter>
     env: Mapping[str, str] = field(default_factory=dict)
     one_at_a_time: bool = False  # runs one job at a time whatever the cap (RQ)
+    forks: bool = False  # runs each job in a child process (RQ's default worker)
     w1_jobs: int | None = None  # fewer W1 jobs for a system this slow, so a run stays short
     w2_jobs: int | None = None
     settings: str = ""  # how its worker runs, for the report
@@ -84,7 +85,8 @@ SYSTEMS: tuple[System, ...] = (
         venv="rq",
         adapter="rq_peer.py",
         one_at_a_time=True,
-        w1_jobs=1_000,
+        forks=True,
+        w1_jobs=500,
         w2_jobs=100,
         settings="`rq worker` (default `Worker`: forks a work horse per job, one at a time)",
     ),

@@ -8,6 +8,7 @@ What each measures, and how, is in docs/performance.md.
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import math
 import shutil
@@ -28,9 +29,7 @@ from bench.comparison.processes import (
     RssSampler,
     run_to_end,
     running,
-    spawn,
     stop,
-    total_count,
     tree_cpu_seconds,
     wait_count,
     wait_exit,
@@ -173,7 +172,8 @@ def drain(bench: Bench, system: System, kind: str, job: str, jobs: int, cap: int
     burst = system.is_coroq
     args = bench.launcher.worker_args(system, queue, cap, burst=burst)
     env = bench.launcher.env(system, queue, cap, marks.path)
-    with running(args, env, bench.workdir, log) as child, RssSampler(child.pid) as rss:
+    sampler = functools.partial(RssSampler, children=system.forks)
+    with running(args, env, bench.workdir, log) as child, sampler(child.pid) as rss:
         wait_count(lambda: marks.count, jobs, [child], what=f"{kind} {system.name}")
         problems = _finish(system, child, burst)
     count, first, last = marks.header()
@@ -357,7 +357,7 @@ def w5_backlog(bench: Bench, system: System) -> Outcome:
     cap = bench.sizes.concurrency
     args = bench.launcher.worker_args(system, queue, cap)
     env = bench.launcher.env(system, queue, cap, marks.path)
-    with running(args, env, bench.workdir, log) as child, RssSampler(child.pid, 0.1) as rss:
+    with running(args, env, bench.workdir, log) as child, RssSampler(child.pid) as rss:
         wait_count(lambda: marks.count, 1, [child], what="w5 first job")
         started = time.monotonic()
         time.sleep(seconds)
@@ -441,35 +441,22 @@ def _wait_workers(client: redis.Redis, queue: str, count: int, children: list[Ch
 
 
 def scale(bench: Bench, system: System, processes: int) -> Outcome:
-    """`processes` workers on one queue, all started and idle before the jobs are pushed (so
-    that no process's start-up falls inside the window); then W1's window and figure."""
+    """One worker command with `--processes N` (N = 1: the plain command), started and idle
+    before the jobs are pushed, so no start-up falls inside the window; then W1's figure."""
     jobs = bench.sizes.scale_jobs
-    queue, _, log = bench.fresh("scale", f"{system.name}-{processes}p")
-    marks = [MarksFile(bench.workdir / f"{queue}-{i}.marks") for i in range(processes)]
+    queue, marks, log = bench.fresh("scale", f"{system.name}-{processes}p")
     cap = bench.sizes.concurrency
     args = bench.launcher.worker_args(system, queue, cap)
-    children: list[Child] = []
-    problems: list[str] = []
-    try:
-        for index, mark in enumerate(marks):
-            env = bench.launcher.env(system, queue, cap, mark.path)
-            children.append(spawn(args, env, bench.workdir, log.with_suffix(f".{index}.log")))
-        _wait_workers(bench.client, queue, processes, children)
+    if processes > 1:
+        args += ["--processes", str(processes)]
+    env = bench.launcher.env(system, queue, cap, marks.path)
+    with running(args, env, bench.workdir, log) as child:
+        _wait_workers(bench.client, queue, processes, [child])
         enqueue_coroq(bench.url, queue, "noop", jobs, 0.0)
-        wait_count(lambda: total_count(marks), jobs, children, what=f"scale {processes}p")
-        for child in children:
-            problems += _finish(system, child, burst=False)
-    finally:
-        for child in children:
-            stop(child)
-    headers = [m.header() for m in marks]
-    done = sum(h[0] for h in headers)
-    first = min(h[1] for h in headers if h[0])
-    last = max(h[2] for h in headers if h[0])
+        wait_count(lambda: marks.count, jobs, [child], what=f"scale {processes}p")
+        problems = _finish(system, child, burst=False)
+    done, first, last = marks.header()
     if done != jobs:
         problems.append(f"scale: {done} completions for {jobs} jobs")
-    return Outcome(
-        {"jobs_per_s": done / (last - first)},
-        {"jobs": jobs, "processes": processes, "per_process": [h[0] for h in headers]},
-        problems,
-    )
+    extra = {"jobs": jobs, "processes": processes, "command": " ".join(args[1:])}
+    return Outcome({"jobs_per_s": done / (last - first)}, extra, problems)

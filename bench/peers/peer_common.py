@@ -25,12 +25,14 @@ measured. Layout (little-endian): the count of marks (u64), the start time of th
 (f64, epoch s), the time of the latest mark (f64), then one f64 per latency sample. The driver
 polls the count to learn "drained"; the throughput window (first job start to last job done) is
 taken by the worker's own clock. A process maps the file on its first mark (a forked RQ work
-horse maps it anew); marks are serialised by a lock, for thread pools.
+horse maps it anew); marks are serialised by a lock (thread pools) and `flock` (several worker
+processes on one file).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import mmap
 import os
@@ -39,7 +41,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import BinaryIO
 
 JOBS = ("noop", "sleep50", "latency")
 SLEEP_S = 0.05
@@ -77,27 +81,34 @@ class Marks:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid = -1
+        self._file: BinaryIO | None = None
         self._map: mmap.mmap | None = None
 
-    def _mapped(self) -> mmap.mmap:
-        if self._map is None or self._pid != os.getpid():
-            with open(os.environ["BENCH_MARKS"], "r+b") as file:
-                self._map = mmap.mmap(file.fileno(), 0)
-            self._pid = os.getpid()
-        return self._map
+    @contextmanager
+    def _locked(self) -> Iterator[mmap.mmap]:
+        """The mapped file, held by this thread (a lock) and this process (`flock`: several
+        worker processes may share one file)."""
+        with self._lock:
+            if self._file is None or self._map is None or self._pid != os.getpid():
+                self._file = open(os.environ["BENCH_MARKS"], "r+b")  # noqa: SIM115 - kept open
+                self._map = mmap.mmap(self._file.fileno(), 0)
+                self._pid = os.getpid()
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+            try:
+                yield self._map
+            finally:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
 
     def done(self, started: float) -> None:
         """One job is done; `started` is when it began (epoch s)."""
-        with self._lock:
-            view = self._mapped()
+        with self._locked() as view:
             count, first, _ = HEADER.unpack_from(view)
             HEADER.pack_into(view, 0, count + 1, started if count == 0 else first, time.time())
 
     def latency(self, pushed_at: float) -> None:
         """Store now - `pushed_at` (ms) as the next sample; call it first thing in the job."""
         waited_ms = (time.time() - pushed_at) * 1000
-        with self._lock:
-            view = self._mapped()
+        with self._locked() as view:
             count, first, _ = HEADER.unpack_from(view)
             offset = HEADER.size + SAMPLE.size * count
             if offset + SAMPLE.size <= len(view):
