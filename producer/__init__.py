@@ -2,7 +2,16 @@
 
 from producer.client import AsyncProducer, Producer
 from producer.envelope import JobEnvelope
-from producer.errors import CoroqError, InvalidJob
+from producer.errors import CoroqError, InvalidJob, InvalidSchedule, WaitTimeout
 from producer.keys import QueueKeys
 
-__all__ = ["AsyncProducer", "CoroqError", "InvalidJob", "JobEnvelope", "Producer", "QueueKeys"]
+__all__ = [
+    "AsyncProducer",
+    "CoroqError",
+    "InvalidJob",
+    "InvalidSchedule",
+    "JobEnvelope",
+    "Producer",
+    "QueueKeys",
+    "WaitTimeout",
+]

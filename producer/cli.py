@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -26,9 +27,10 @@ from producer.connection import DEFAULT_REDIS_URL, redact_url, sync_client
 from producer.dead_letters import DeadLetters
 from producer.durations import parse_duration
 from producer.envelope import JobEnvelope
-from producer.errors import CoroqError, PartialPush
+from producer.errors import CoroqError, PartialPush, WaitTimeout
 from producer.jobfile import read_job_source
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys, validate_queue_name
+from producer.schedule import Schedule, make_schedule, parse_at
 from producer.stats import StatsReader
 from producer.stats_view import stats_view
 
@@ -77,6 +79,43 @@ def progress_bar(total: int) -> Iterator[ProgressCallback | None]:
         yield lambda count: progress.advance(bar, count)
 
 
+@dataclass(frozen=True, slots=True)
+class PushOptions:
+    """The checked scheduling and waiting options of `producer push`."""
+
+    delay: float | None = None
+    at: datetime | None = None
+    schedule: Schedule | None = None
+    wait: bool = False
+    timeout: float | None = None
+    timeout_text: str = ""
+
+
+def push_options(
+    *, delay: str | None, at: str | None, front: bool, wait: bool, timeout: str | None
+) -> PushOptions:
+    """Check --delay, --at, --front, --wait and --timeout together; exit 2 when they clash."""
+    try:
+        seconds = None if delay is None else parse_duration(delay)
+    except ValueError as exc:
+        raise fail(f"--delay: {exc}; nothing was pushed", 2) from None
+    if timeout is not None and not wait:
+        raise fail("--timeout needs --wait; nothing was pushed", 2)
+    try:
+        limit = None if timeout is None else parse_duration(timeout)
+    except ValueError as exc:
+        raise fail(f"--timeout: {exc}; nothing was pushed", 2) from None
+    try:
+        when = None if at is None else parse_at(at, name="--at")
+        schedule = make_schedule(seconds, when, front=front, names=("--delay", "--at", "--front"))
+    except CoroqError as exc:
+        raise fail(f"{exc}; nothing was pushed", 2) from None
+    shown = (timeout or "").strip()
+    if shown[-1:].isdigit():  # plain seconds
+        shown += "s"
+    return PushOptions(seconds, when, schedule, wait, limit, shown)
+
+
 @app.command()
 def push(
     files: Annotated[
@@ -86,11 +125,41 @@ def push(
     front: Annotated[
         bool, typer.Option("--front", help="Run these jobs before those waiting.")
     ] = False,
+    delay: Annotated[
+        str | None,
+        typer.Option(
+            "--delay", metavar="DURATION", help="Run the jobs this long from now: 30s, 5m, 2h."
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="TIME",
+            help="Run the jobs at this ISO-8601 time, with an offset or Z: "
+            "2026-12-01T09:00:00+01:00.",
+        ),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Wait until every job succeeded or is dead; exit 0 when all succeeded, "
+            "1 when any is dead, 3 on --timeout.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout", metavar="DURATION", help="Stop --wait after this long (default: never)."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Do not print the job ids.")] = False,
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     prefix: Prefix = DEFAULT_PREFIX,
 ) -> None:
     """Validate every job in FILES, then push them all; print their ids."""
+    options = push_options(delay=delay, at=at, front=front, wait=wait, timeout=timeout)
     try:
         validate_queue_name(queue)
         jobs: list[JobEnvelope] = []
@@ -98,14 +167,29 @@ def push(
             jobs.extend(read_job_source(name, sys.stdin.buffer))
     except CoroqError as exc:
         raise fail(f"{exc}; nothing was pushed", 2) from None
-    with (
-        redis_errors(redis_url),
-        Producer(redis_url, queue=queue, prefix=prefix) as producer,
-        progress_bar(len(jobs)) as progress,
-    ):
+    with redis_errors(redis_url), Producer(redis_url, queue=queue, prefix=prefix) as producer:
+        ids = _push_jobs(
+            producer, jobs, front=front, options=options, quiet=quiet, redis_url=redis_url
+        )
+        if options.wait:
+            _wait_for_outcomes(producer, ids, options)
+
+
+def _push_jobs(
+    producer: Producer,
+    jobs: list[JobEnvelope],
+    *,
+    front: bool,
+    options: PushOptions,
+    quiet: bool,
+    redis_url: str,
+) -> list[str]:
+    with progress_bar(len(jobs)) as progress:
         producer.redis.ping()  # an unreachable Redis fails here, before anything is sent
         try:
-            ids = producer.push_many(jobs, front=front, progress=progress)
+            ids = producer.push_many(
+                jobs, front=front, delay=options.delay, at=options.at, progress=progress
+            )
         except PartialPush as exc:
             if not quiet:
                 sys.stdout.write("".join(f"{job_id}\n" for job_id in exc.pushed))
@@ -115,7 +199,37 @@ def push(
             raise fail(f"{where}: {exc} (the ids pushed are printed on stdout)") from None
     if not quiet:
         sys.stdout.write("".join(f"{job_id}\n" for job_id in ids))
-    typer.echo(f"pushed {len(ids)} job(s) to queue {queue}", err=True)
+        sys.stdout.flush()  # the ids are out before a --wait begins
+    due = f", {options.schedule.describe(time.time())}" if options.schedule else ""
+    typer.echo(f"pushed {len(ids)} job(s) to queue {producer.queue}{due}", err=True)
+    return ids
+
+
+def _wait_for_outcomes(producer: Producer, ids: list[str], options: PushOptions) -> None:
+    """Wait for the jobs' outcomes; print a summary and each dead job on stderr; exit 0 when
+    all succeeded, 1 when any is dead, 3 when --timeout ran out first."""
+    try:
+        records, pending = producer.wait(ids, timeout=options.timeout), []
+    except WaitTimeout as exc:
+        records, pending = exc.records, exc.pending
+    except KeyboardInterrupt:
+        raise fail("interrupted while waiting; the jobs stay pushed", 130) from None
+    ordered = [(job_id, records[job_id]) for job_id in dict.fromkeys(ids) if job_id in records]
+    dead = [(job_id, record) for job_id, record in ordered if record.get("status") == "dead"]
+    summary = f"{len(ordered) - len(dead)} succeeded, {len(dead)} dead"
+    typer.echo(summary + (f", {len(pending)} still pending" if pending else ""), err=True)
+    for job_id, record in dead:
+        error = " ".join(str(record.get("error", "")).splitlines())
+        typer.echo(f"dead: {job_id} {record.get('reason', '?')}: {error}", err=True)
+    if dead:
+        raise typer.Exit(1)
+    if pending:
+        total = len(ordered) + len(pending)
+        raise fail(
+            f"timed out after {options.timeout_text}: {len(pending)} of {total} job(s) "
+            "still pending",
+            3,
+        )
 
 
 @app.command()

@@ -1,13 +1,17 @@
 """The producer API: `Producer(url).push("echo", "hi")` and its async twin.
 
-Both build envelopes the same way (`producer.envelope`) and push in the same batches
-(`plan_batches`); only the I/O differs.
+Both build envelopes the same way (`producer.envelope`), push in the same batches
+(`plan_batches`: `LPUSH`/`RPUSH` to the ready list, or `ZADD` to the delayed set) and wait
+for outcomes with the same state (`producer.waiting`); only the I/O differs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -15,9 +19,11 @@ import redis.asyncio
 
 from producer.connection import DEFAULT_REDIS_URL, async_client, sync_client
 from producer.envelope import JobEnvelope, build_envelope, stamp
-from producer.errors import PartialPush
+from producer.errors import InvalidSchedule, PartialPush
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys
 from producer.records import decode_record
+from producer.schedule import Schedule, make_schedule
+from producer.waiting import Waiter
 
 DEFAULT_BATCH_SIZE = 1000
 
@@ -26,12 +32,14 @@ ProgressCallback = Callable[[int], None]
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """One LPUSH/RPUSH of several jobs; `ids` in the order the jobs will run."""
+    """One LPUSH/RPUSH (or, with a `due_ms`, one ZADD) of several jobs; `ids` in the order
+    the jobs are pushed."""
 
     key: str
     front: bool
     payloads: list[bytes]
     ids: list[str]
+    due_ms: int | None = None  # delayed: the score of every job of the batch (epoch ms)
 
 
 def plan_batches(
@@ -39,6 +47,7 @@ def plan_batches(
     keys: QueueKeys,
     *,
     front: bool = False,
+    schedule: Schedule | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Iterator[Batch]:
     """Group jobs into pushes that keep their order.
@@ -47,7 +56,14 @@ def plan_batches(
     `front` jobs go to the right with `RPUSH`, last job first (`RPUSH k c b`, `RPUSH k a`), so
     they too run in file order, ahead of everything already waiting; their ids come in the
     order they are pushed, which the callers turn back into file order.
+
+    With a `schedule` the jobs go to the delayed set instead, scored by their due time, which
+    is computed once per batch after its jobs are stamped: never earlier than the
+    `enqueued_at` stamped here plus the delay. Jobs due at the same time start in no
+    particular order.
     """
+    if front and schedule is not None:
+        raise InvalidSchedule("a delayed push cannot go to the front")
     payloads: list[bytes] = []
     ids: list[str] = []
     for envelope in reversed(list(envelopes)) if front else envelopes:
@@ -55,14 +71,34 @@ def plan_batches(
         payloads.append(envelope.to_json())
         ids.append(str(envelope.id))
         if len(payloads) >= batch_size:
-            yield _batch(keys, front, payloads, ids)
+            yield _batch(keys, front, schedule, payloads, ids)
             payloads, ids = [], []
     if payloads:
-        yield _batch(keys, front, payloads, ids)
+        yield _batch(keys, front, schedule, payloads, ids)
 
 
-def _batch(keys: QueueKeys, front: bool, payloads: list[bytes], ids: list[str]) -> Batch:
-    return Batch(keys.ready, front, payloads, ids)
+def _batch(
+    keys: QueueKeys,
+    front: bool,
+    schedule: Schedule | None,
+    payloads: list[bytes],
+    ids: list[str],
+) -> Batch:
+    if schedule is None:
+        return Batch(keys.ready, front, payloads, ids)
+    return Batch(keys.delayed, False, payloads, ids, schedule.due_ms(time.time()))
+
+
+def _send(pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline, batch: Batch) -> None:
+    """Queue the batch's command on a pipeline (sync or async: queuing is synchronous)."""
+    if batch.due_ms is not None:
+        # A sorted set holds a member once: byte-identical jobs (a file repeating a job with
+        # its id and enqueued_at) are pushed once. Jobs stamped here always differ.
+        pipe.zadd(batch.key, dict.fromkeys(batch.payloads, batch.due_ms))
+    elif batch.front:
+        pipe.rpush(batch.key, *batch.payloads)
+    else:
+        pipe.lpush(batch.key, *batch.payloads)
 
 
 # Batches sent per pipeline round trip.
@@ -87,6 +123,12 @@ def _partial(
     in_order = pushed[::-1] if front else pushed
     remaining = total - len(pushed) - len(uncertain)
     return PartialPush(in_order, uncertain, remaining, f"{type(error).__name__}: {error}")
+
+
+def _schedule_of_push(
+    delay: float | timedelta | None, at: datetime | None, front: bool
+) -> Schedule | None:
+    return make_schedule(delay, at, front=front, names=("_delay", "_at", "_front"))
 
 
 class _ProducerBase:
@@ -122,13 +164,20 @@ class Producer(_ProducerBase):
         _max_attempts: int | None = None,
         _timeout: float | None = None,
         _front: bool = False,
+        _delay: float | timedelta | None = None,
+        _at: datetime | None = None,
         **kwargs: Any,
     ) -> str:
-        """Push one job and return its id. Options start with `_` to leave room for kwargs."""
+        """Push one job and return its id. Options start with `_` to leave room for kwargs.
+
+        `_delay` (seconds or a timedelta) or `_at` (an aware datetime) puts the job in the
+        delayed set until it is due; neither goes with `_front`.
+        """
+        schedule = _schedule_of_push(_delay, _at, _front)
         envelope = build_envelope(
             task, args, kwargs, job_id=_id, max_attempts=_max_attempts, timeout=_timeout
         )
-        return self.push_many([envelope], queue=_queue, front=_front)[0]
+        return self._push([envelope], _queue, _front, schedule, DEFAULT_BATCH_SIZE, None)[0]
 
     def push_many(
         self,
@@ -136,20 +185,40 @@ class Producer(_ProducerBase):
         *,
         queue: str | None = None,
         front: bool = False,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: ProgressCallback | None = None,
     ) -> list[str]:
         """Push validated envelopes in pipelined batches; return their ids in push order.
 
         Each round trip is one MULTI/EXEC of up to ten batches. Raises `PartialPush` (after
-        the client's retries) naming what went in when Redis fails part-way.
+        the client's retries) naming what went in when Redis fails part-way. With `delay`
+        (seconds or a timedelta, >= 0) or `at` (an aware datetime; one in the past is due at
+        once) the jobs wait in the delayed set until they are due; `InvalidSchedule` for a
+        negative delay, a naive `at`, both, or either with `front`.
         """
+        schedule = make_schedule(delay, at, front=front)
+        return self._push(envelopes, queue, front, schedule, batch_size, progress)
+
+    def _push(
+        self,
+        envelopes: Sequence[JobEnvelope],
+        queue: str | None,
+        front: bool,
+        schedule: Schedule | None,
+        batch_size: int,
+        progress: ProgressCallback | None,
+    ) -> list[str]:
         keys = self.keys_for(queue)
         pushed: list[str] = []
-        for group in _rounds(plan_batches(envelopes, keys, front=front, batch_size=batch_size)):
+        batches = plan_batches(
+            envelopes, keys, front=front, schedule=schedule, batch_size=batch_size
+        )
+        for group in _rounds(batches):
             pipe = self.redis.pipeline(transaction=True)
             for batch in group:
-                (pipe.rpush if batch.front else pipe.lpush)(batch.key, *batch.payloads)
+                _send(pipe, batch)
             try:
                 pipe.execute()
             except redis.RedisError as exc:
@@ -164,6 +233,37 @@ class Producer(_ProducerBase):
         """The job's record, or None when there is none (not started yet, or expired)."""
         raw = self.redis.hgetall(self.keys_for(queue).job(job_id))
         return decode_record(raw) if raw else None
+
+    def wait(
+        self,
+        ids: Iterable[str],
+        *,
+        queue: str | None = None,
+        timeout: float | timedelta | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Wait until every job's record is final (`succeeded` or `dead`); return the records.
+
+        Polls the records of the pending jobs in pipelined batches, 20 ms apart at first,
+        then up to 1 s apart. `timeout` (seconds; None waits for ever) ends the wait with
+        `WaitTimeout`, a `TimeoutError` that says how many are pending and holds the records
+        found so far. A job that is never pushed, or whose record expired, never finishes.
+        """
+        keys = self.keys_for(queue)
+        waiter = Waiter(ids, timeout)
+        while True:
+            for chunk in waiter.chunks():
+                pipe = self.redis.pipeline(transaction=False)
+                for job_id in chunk:
+                    pipe.hget(keys.job(job_id), "status")
+                final = waiter.final_ids(chunk, pipe.execute())
+                if final:
+                    pipe = self.redis.pipeline(transaction=False)
+                    for job_id in final:
+                        pipe.hgetall(keys.job(job_id))
+                    waiter.finish(final, pipe.execute())
+            if waiter.done:
+                return waiter.records
+            time.sleep(waiter.next_pause())
 
     def close(self) -> None:
         self.redis.close()
@@ -198,12 +298,15 @@ class AsyncProducer(_ProducerBase):
         _max_attempts: int | None = None,
         _timeout: float | None = None,
         _front: bool = False,
+        _delay: float | timedelta | None = None,
+        _at: datetime | None = None,
         **kwargs: Any,
     ) -> str:
+        schedule = _schedule_of_push(_delay, _at, _front)
         envelope = build_envelope(
             task, args, kwargs, job_id=_id, max_attempts=_max_attempts, timeout=_timeout
         )
-        return (await self.push_many([envelope], queue=_queue, front=_front))[0]
+        return (await self._push([envelope], _queue, _front, schedule, DEFAULT_BATCH_SIZE))[0]
 
     async def push_many(
         self,
@@ -211,14 +314,30 @@ class AsyncProducer(_ProducerBase):
         *,
         queue: str | None = None,
         front: bool = False,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> list[str]:
+        schedule = make_schedule(delay, at, front=front)
+        return await self._push(envelopes, queue, front, schedule, batch_size)
+
+    async def _push(
+        self,
+        envelopes: Sequence[JobEnvelope],
+        queue: str | None,
+        front: bool,
+        schedule: Schedule | None,
+        batch_size: int,
     ) -> list[str]:
         keys = self.keys_for(queue)
         pushed: list[str] = []
-        for group in _rounds(plan_batches(envelopes, keys, front=front, batch_size=batch_size)):
+        batches = plan_batches(
+            envelopes, keys, front=front, schedule=schedule, batch_size=batch_size
+        )
+        for group in _rounds(batches):
             pipe = self.redis.pipeline(transaction=True)
             for batch in group:
-                (pipe.rpush if batch.front else pipe.lpush)(batch.key, *batch.payloads)
+                _send(pipe, batch)
             try:
                 await pipe.execute()
             except redis.RedisError as exc:
@@ -230,6 +349,33 @@ class AsyncProducer(_ProducerBase):
     async def status(self, job_id: str, *, queue: str | None = None) -> dict[str, Any] | None:
         raw = await self.redis.hgetall(self.keys_for(queue).job(job_id))
         return decode_record(raw) if raw else None
+
+    async def wait(
+        self,
+        ids: Iterable[str],
+        *,
+        queue: str | None = None,
+        # The twin of `Producer.wait(timeout=)`; an `asyncio.timeout` around the call would
+        # lose the records found so far, which `WaitTimeout` carries.
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109
+    ) -> dict[str, dict[str, Any]]:
+        """`Producer.wait`, awaited: the final record of each job, or `WaitTimeout`."""
+        keys = self.keys_for(queue)
+        waiter = Waiter(ids, timeout)
+        while True:
+            for chunk in waiter.chunks():
+                pipe = self.redis.pipeline(transaction=False)
+                for job_id in chunk:
+                    pipe.hget(keys.job(job_id), "status")
+                final = waiter.final_ids(chunk, await pipe.execute())
+                if final:
+                    pipe = self.redis.pipeline(transaction=False)
+                    for job_id in final:
+                        pipe.hgetall(keys.job(job_id))
+                    waiter.finish(final, await pipe.execute())
+            if waiter.done:
+                return waiter.records
+            await asyncio.sleep(waiter.next_pause())
 
     async def close(self) -> None:
         await self.redis.aclose()

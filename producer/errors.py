@@ -8,6 +8,8 @@ errors live in `worker.errors` and derive from these.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CoroqError(Exception):
     """Root of every error coroq raises on purpose."""
@@ -70,4 +72,26 @@ class PartialPush(CoroqError):
             f"Redis failed after {len(pushed)} job(s) were pushed: {cause}; "
             f"{len(uncertain)} job(s) of the last round trip may or may not be in the queue, "
             f"{remaining} more were not pushed"
+        )
+
+
+class InvalidSchedule(CoroqError, ValueError):
+    """A delay or start time that cannot be used: negative, without a UTC offset, both at once,
+    or combined with a push to the front."""
+
+
+class WaitTimeout(CoroqError, TimeoutError):
+    """Waiting for job outcomes ran out of time.
+
+    `records` holds the final record of each job that finished, `pending` the ids of the others.
+    """
+
+    def __init__(self, records: dict[str, dict[str, Any]], pending: list[str], timeout: float):
+        self.records = records
+        self.pending = pending
+        self.timeout = timeout
+        total = len(records) + len(pending)
+        super().__init__(
+            f"{len(pending)} of {total} job(s) still pending after {timeout:g} s "
+            "(not finished: queued, delayed, running or retrying)"
         )
