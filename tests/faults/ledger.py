@@ -124,6 +124,15 @@ class Ledger:
         """How many distinct jobs have finished their handler at least once (cheap: HLEN)."""
         return int(self.ledger_client.hlen(done_key(self.name)))
 
+    def wait_done(self, count: int, timeout: float) -> bool:
+        """Wait until `count` distinct jobs have finished their handler; False after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.done_count() >= count:
+                return True
+            time.sleep(0.01)
+        return False
+
     def starts(self) -> dict[str, int]:
         return _int_hash(self.ledger_client.hgetall(starts_key(self.name)))
 

@@ -63,7 +63,11 @@ def test_worker_survives_repeated_cuts_and_stalls_without_losing_a_job(
         # Fault only once the worker has shown it serves again since the last fault.
         target = min(jobs, ledger.done_count() + step)
         ended = time.monotonic()
-        wait_for(lambda t=target: ledger.done_count() >= t, timeout=60, interval=0.01)
+        if not ledger.wait_done(target, timeout=60):
+            raise AssertionError(
+                f"no progress after fault {number} (done {ledger.done_count()}, wanted "
+                f"{target}): {ledger.where_unfinished()}\n{worker.log_text(60)}"
+            )
         if number:
             resumed_within_s.append(round(time.monotonic() - ended, 2))
         if number % 2 == 0:
@@ -79,6 +83,13 @@ def test_worker_survives_repeated_cuts_and_stalls_without_losing_a_job(
     still_serving = worker.alive()
     worker.terminate()
     exit_code = worker.wait(timeout=30)
+    # One worker, no kills: each counted attempt should be one start the worker logged.
+    logged_starts = Counter(line["job_id"] for line in worker.events("job.started"))
+    miscounted = [
+        {"id": job_id, "attempts": record.get("attempts"), "started_logged": logged_starts[job_id]}
+        for job_id, record in ledger.records().items()
+        if record.get("attempts") != logged_starts[job_id]
+    ]
     figures = ledger.figures(
         "connection_faults",
         seed=seed,
@@ -90,6 +101,8 @@ def test_worker_survives_repeated_cuts_and_stalls_without_losing_a_job(
         redis_unavailable_logged=len(worker.events("redis.unavailable")),
         redis_recovered_logged=len(worker.events("redis.recovered")),
         ack_lost=len(worker.events("job.ack_lost")),
+        attempts_not_matching_starts=len(miscounted),
+        miscounted_sample=miscounted[:3],
     )
     figures.publish(record_property)
 
@@ -102,6 +115,8 @@ def test_worker_survives_repeated_cuts_and_stalls_without_losing_a_job(
     assert worker.events("redis.recovered")
     assert exit_code == 0
     assert ledger.leftovers() == {"ready": 0, "delayed": 0, "processing": 0}
+    # A start whose reply was lost to a cut and was sent again must not count twice.
+    assert miscounted == [], miscounted
 
 
 @pytest.mark.timeout(timeout_for(120))

@@ -84,6 +84,14 @@ def aof_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
     server.stop()
 
 
+@pytest.fixture
+def aof_client(aof_redis: RestartableRedis) -> Iterator[redis.Redis]:
+    """A client of the restarted server; it reconnects by itself after each restart."""
+    client = redis.Redis.from_url(aof_redis.url)
+    yield client
+    client.close()
+
+
 @dataclass
 class PushedBatch:
     ids: list[str]
@@ -145,18 +153,19 @@ def classify(batches: list[PushedBatch], restarts: list[float], kill: bool) -> d
 def test_worker_survives_redis_restarts_and_no_acknowledged_job_is_lost(
     kill: bool,
     aof_redis: RestartableRedis,
+    aof_client: redis.Redis,
     redis_client: redis.Redis,
     keys: QueueKeys,
     make_launcher: Callable[..., WorkerLauncher],
     record_property: Callable[[str, Any], None],
 ) -> None:
-    queue_client = redis.Redis.from_url(aof_redis.url)
     # The tasks count their runs in the session Redis, which is never restarted.
-    ledger = Ledger(queue_client, keys, redis_client, f"faults:{keys.queue}")
+    ledger = Ledger(aof_client, keys, redis_client, f"faults:{keys.queue}")
     launcher = make_launcher(redis_url=aof_redis.url, env={"COROQ_CONCURRENCY": "20"})
     worker = launcher.start()
     seed = random.randrange(2**32)
-    pusher = Pusher(ledger, Producer(aof_redis.url, queue=keys.queue), random.Random(seed))
+    producer = Producer(aof_redis.url, queue=keys.queue)
+    pusher = Pusher(ledger, producer, random.Random(seed))
     thread = threading.Thread(target=pusher.run, name="pusher")
     thread.start()
     restarts: list[float] = []
@@ -173,6 +182,7 @@ def test_worker_survives_redis_restarts_and_no_acknowledged_job_is_lost(
     finally:
         pusher.stop.set()
         thread.join(30)
+        producer.close()
 
     classes = classify(pusher.batches, restarts, kill)
     present = _present(ledger)
