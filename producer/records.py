@@ -8,7 +8,9 @@ from typing import Any
 import orjson
 
 _NUMBER_FIELDS = {"attempts": int, "max_attempts": int}
-_TIME_FIELDS = {"started_at", "finished_at", "enqueued_at"}
+_TIME_FIELDS = {"started_at", "finished_at", "enqueued_at", "next_attempt_at"}
+# Bookkeeping of the worker's scripts, not part of what a record tells its reader.
+_INTERNAL_FIELDS = {"start_token"}
 
 
 def _text(value: bytes | str) -> str:
@@ -20,6 +22,8 @@ def decode_record(raw: Mapping[Any, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {}
     for key, value in raw.items():
         name = _text(key)
+        if name in _INTERNAL_FIELDS:
+            continue
         text = _text(value)
         if name in _NUMBER_FIELDS:
             record[name] = int(text)

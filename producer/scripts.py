@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -68,6 +69,7 @@ class JobStart:
     """One job of a `start_call`: what its record shows while it runs."""
 
     job_id: str
+    raw: bytes  # as held in the processing list
     task: str
     max_attempts: int
     enqueued_at: float | None
@@ -76,12 +78,19 @@ class JobStart:
 def start_call(
     keys: QueueKeys, starts: list[JobStart], *, worker_id: str, started_at: float, ttl: int
 ) -> ScriptCall:
-    """Count a new attempt of each job (one round trip for a batch); returns the numbers."""
-    args: list[str | bytes | int | float] = [worker_id, repr(started_at), ttl, keys.queue]
+    """Count a new attempt of each job still held (one round trip for a batch); returns the
+    attempt numbers, 0 for a job no longer held.
+
+    The call carries a token of its own, so sending it again after a lost reply (the
+    connection dropped) counts nothing twice.
+    """
+    token = f"{random.getrandbits(64):016x}"
+    args: list[str | bytes | int | float] = [worker_id, repr(started_at), ttl, keys.queue, token]
     for start in starts:
         enqueued = "" if start.enqueued_at is None else repr(float(start.enqueued_at))
-        args.extend((start.task, start.max_attempts, enqueued))
-    return ScriptCall("start", [keys.job(start.job_id) for start in starts], args)
+        args.extend((start.raw, start.task, start.max_attempts, enqueued))
+    records = [keys.job(start.job_id) for start in starts]
+    return ScriptCall("start", [keys.processing(worker_id), *records], args)
 
 
 def ack_call(

@@ -157,6 +157,11 @@ class ConsumerThread(threading.Thread):
             return  # the jobs stay in the processing list
         for job, attempt in zip(jobs, attempts, strict=True):
             job.attempt = int(attempt)
+            if job.attempt == 0:
+                # A pop whose reply came late: the job was recovered and taken elsewhere.
+                self._slots.release()
+                log.warning("job.not_held", job_id=job.id, task=job.task, queue=job.queue)
+                continue
             future = self._loop_thread.submit(self._runner.run(job))
             self._inflight.add(job, future)
             future.add_done_callback(self._job_done)
@@ -176,7 +181,8 @@ class ConsumerThread(threading.Thread):
 
     def _count_attempts(self, jobs: list[ReceivedJob]) -> list[int]:
         starts = [
-            JobStart(job.id, job.task, job.max_attempts, job.envelope.enqueued_at) for job in jobs
+            JobStart(job.id, job.raw, job.task, job.max_attempts, job.envelope.enqueued_at)
+            for job in jobs
         ]
         call = start_call(
             self.keys,

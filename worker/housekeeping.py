@@ -95,13 +95,13 @@ class Reaper:
     async def _recover(self, owner: str) -> None:
         keep = False
         for keys in self._keys:
-            moved = int(await self._scripts.run(recover_call(keys, owner)))
+            alive, moved = (int(n) for n in await self._scripts.run(recover_call(keys, owner)))
             if moved:
                 self.recovered_total += moved
                 log.warning("jobs.recovered", owner=owner, queue=keys.queue, count=moved)
-                keep = True  # look again next time: forget it only once it is seen empty
-            elif await self._redis.exists(keys.worker(owner)):
-                keep = True  # alive
+            # Alive, or just emptied (look again next time): forget it only once it is seen
+            # dead and holding nothing, in one read.
+            keep = keep or bool(alive or moved)
         if not keep:
             # Gone, and nothing left to recover in the queues we serve. If it still lives
             # elsewhere, its next beat adds it back.

@@ -5,9 +5,10 @@
 -- KEYS[1]  processing list of the worker    coroq:{Q}:processing:<worker-id>
 -- KEYS[2]  heartbeat of the worker          coroq:{Q}:worker:<worker-id>
 -- KEYS[3]  ready list                       coroq:{Q}:ready
--- Returns the number of jobs moved (0 when the owner is alive or held nothing).
+-- Returns {1, 0} when the owner is alive, else {0, the number of jobs moved}: read in one
+-- step, so "dead and holding nothing" is never two reads with an expiry in between.
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  return 0
+  return {1, 0}
 end
 local moved = 0
 while true do
@@ -18,4 +19,4 @@ while true do
   end
   moved = moved + 1
 end
-return moved
+return {0, moved}

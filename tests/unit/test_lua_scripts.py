@@ -40,8 +40,16 @@ def raw_job(job_id: str, **extra: Any) -> bytes:
     return orjson.dumps({"task": "echo", "id": job_id, "args": [], **extra})
 
 
-def start(scripts: SyncScripts, keys: QueueKeys, job_id: str, **options: Any) -> int:
-    job = JobStart(job_id, "echo", options.get("max_attempts", 3), options.get("enqueued_at"))
+def start(
+    client: redis.Redis, scripts: SyncScripts, keys: QueueKeys, job_id: str, **options: Any
+) -> int:
+    """Start job `job_id` as held by WORKER (held for the call only, when it was not)."""
+    raw = raw_job(job_id)
+    processing_list = keys.processing(options.get("worker_id", WORKER))
+    borrowed = raw not in client.lrange(processing_list, 0, -1)
+    if borrowed:
+        client.lpush(processing_list, raw)
+    job = JobStart(job_id, raw, "echo", options.get("max_attempts", 3), options.get("enqueued_at"))
     call = start_call(
         keys,
         [job],
@@ -50,14 +58,20 @@ def start(scripts: SyncScripts, keys: QueueKeys, job_id: str, **options: Any) ->
         ttl=TTL,
     )
     [attempt] = scripts.run(call)
+    if borrowed:
+        client.lrem(processing_list, 1, raw)
     return int(attempt)
 
 
 def test_start_records_a_batch_in_one_call(
     client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
 ) -> None:
-    start(scripts, keys, "j2")
-    batch = [JobStart("j1", "echo", 3, None), JobStart("j2", "other", 5, 1_700_000_000.25)]
+    start(client, scripts, keys, "j2")
+    client.rpush(keys.processing(WORKER), raw_job("j1"), raw_job("j2"))
+    batch = [
+        JobStart("j1", raw_job("j1"), "echo", 3, None),
+        JobStart("j2", raw_job("j2"), "other", 5, 1_700_000_000.25),
+    ]
     call = start_call(keys, batch, worker_id=WORKER, started_at=1_700_000_001.0, ttl=TTL)
     assert [int(n) for n in scripts.run(call)] == [1, 2]
     assert record(client, keys, "j1")["max_attempts"] == "3"
@@ -79,8 +93,8 @@ def processing(client: redis.Redis, keys: QueueKeys) -> list[bytes]:
 def test_start_counts_every_attempt_and_records_the_run(
     client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
 ) -> None:
-    assert start(scripts, keys, "j1", enqueued_at=1_699_999_999.0) == 1
-    assert start(scripts, keys, "j1", worker_id="w-2") == 2
+    assert start(client, scripts, keys, "j1", enqueued_at=1_699_999_999.0) == 1
+    assert start(client, scripts, keys, "j1", worker_id="w-2") == 2
     fields = record(client, keys, "j1")
     assert fields["attempts"] == "2"
     assert fields["status"] == "running"
@@ -96,7 +110,7 @@ def test_start_counts_every_attempt_and_records_the_run(
 def test_start_without_an_enqueue_time_records_none(
     client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
 ) -> None:
-    start(scripts, keys, "j1")
+    start(client, scripts, keys, "j1")
     assert "enqueued_at" not in record(client, keys, "j1")
 
 
@@ -126,7 +140,7 @@ def test_ack_removes_exactly_one_copy_and_records_the_result(
 ) -> None:
     raw, other = raw_job("j1"), raw_job("j2")
     client.rpush(keys.processing(WORKER), raw, other, raw)
-    start(scripts, keys, "j1")
+    start(client, scripts, keys, "j1")
     client.hset(keys.job("j1"), mapping={"reason": "timeout", "error": "e", "traceback": "t"})
     assert ack(scripts, keys, "j1", raw, {"sum": 5}) == 1
     assert sorted(processing(client, keys)) == sorted([raw, other])
@@ -142,7 +156,7 @@ def test_ack_of_a_job_no_longer_held_records_nothing(
     client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
 ) -> None:
     raw = raw_job("j1")
-    start(scripts, keys, "j1")
+    start(client, scripts, keys, "j1")
     before = record(client, keys, "j1")
     # The job was recovered by another worker: this worker's processing list lost it.
     assert ack(scripts, keys, "j1", raw, "late") == 0
@@ -157,8 +171,8 @@ def test_ack_of_an_attempt_that_is_no_longer_the_latest_records_nothing(
     newer attempt started; the stale attempt's ack must not take the newer one's place."""
     raw = raw_job("j1")
     client.rpush(keys.processing(WORKER), raw)
-    start(scripts, keys, "j1")
-    start(scripts, keys, "j1")
+    start(client, scripts, keys, "j1")
+    start(client, scripts, keys, "j1")
     assert ack(scripts, keys, "j1", raw, "stale", attempt=1) == 0
     assert processing(client, keys) == [raw]
     assert record(client, keys, "j1")["status"] == "running"
@@ -206,7 +220,7 @@ def test_dead_moves_the_entry_to_the_dead_list_and_records_why(
 ) -> None:
     raw = raw_job("j1")
     client.rpush(keys.processing(WORKER), raw)
-    start(scripts, keys, "j1")
+    start(client, scripts, keys, "j1")
     assert dead(scripts, keys, "j1", raw) == 1
     assert processing(client, keys) == []
     (entry,) = client.lrange(keys.dead, 0, -1)
@@ -238,8 +252,8 @@ def test_requeue_puts_the_job_at_the_consuming_end_without_counting_the_attempt(
     raw = raw_job("j1")
     client.lpush(keys.ready, b"waiting-1", b"waiting-2")
     client.rpush(keys.processing(WORKER), raw)
-    start(scripts, keys, "j1")
-    start(scripts, keys, "j1")
+    start(client, scripts, keys, "j1")
+    start(client, scripts, keys, "j1")
     assert requeue(scripts, keys, "j1", raw) == 1
     assert processing(client, keys) == []
     assert client.rpop(keys.ready) == raw
@@ -265,7 +279,7 @@ def test_requeue_never_takes_attempts_below_zero_nor_creates_a_record(
 def test_requeue_of_a_job_no_longer_held_changes_nothing(
     client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
 ) -> None:
-    start(scripts, keys, "j1")
+    start(client, scripts, keys, "j1")
     assert requeue(scripts, keys, "j1", raw_job("j1")) == 0
     assert client.llen(keys.ready) == 0
     assert record(client, keys, "j1")["attempts"] == "1"
@@ -294,7 +308,7 @@ def test_the_record_of_an_acknowledged_job_reads_back_through_the_producer(
 ) -> None:
     raw = raw_job("j1")
     client.rpush(keys.processing(WORKER), raw)
-    start(scripts, keys, "j1", enqueued_at=1_699_999_999.0)
+    start(client, scripts, keys, "j1", enqueued_at=1_699_999_999.0)
     ack(scripts, keys, "j1", raw, [1, "two"])
     status = Producer(client=client, queue=keys.queue).status("j1")
     assert status is not None
@@ -304,3 +318,30 @@ def test_the_record_of_an_acknowledged_job_reads_back_through_the_producer(
     assert status["result"] == [1, "two"]
     assert status["enqueued_at"] == 1_699_999_999.0
     assert status["started_at"] == 1_700_000_000.5
+
+
+def test_a_start_sent_again_after_a_lost_reply_counts_once(
+    client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
+) -> None:
+    client.rpush(keys.processing(WORKER), raw_job("j1"))
+    job = JobStart("j1", raw_job("j1"), "echo", 3, None)
+    call = start_call(keys, [job], worker_id=WORKER, started_at=1.0, ttl=TTL)
+    assert [int(n) for n in scripts.run(call)] == [1]
+    assert [int(n) for n in scripts.run(call)] == [1]  # the same call, retried
+    again = start_call(keys, [job], worker_id=WORKER, started_at=2.0, ttl=TTL)
+    assert [int(n) for n in scripts.run(again)] == [2]  # a new start counts
+
+
+def test_a_job_no_longer_held_is_not_started_and_its_record_is_left_alone(
+    client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
+) -> None:
+    """A pop whose reply came late: the job was recovered, run and finished elsewhere."""
+    client.hset(keys.job("j1"), mapping={"status": "succeeded", "attempts": 1, "worker": "w-2"})
+    client.rpush(keys.processing(WORKER), raw_job("j2"))
+    batch = [
+        JobStart("j1", raw_job("j1"), "echo", 3, None),
+        JobStart("j2", raw_job("j2"), "echo", 3, None),
+    ]
+    call = start_call(keys, batch, worker_id=WORKER, started_at=1.0, ttl=TTL)
+    assert [int(n) for n in scripts.run(call)] == [0, 1]
+    assert record(client, keys, "j1") == {"status": "succeeded", "attempts": "1", "worker": "w-2"}
