@@ -25,7 +25,6 @@ import functools
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +51,7 @@ from bench.comparison.systems import (  # noqa: E402
     System,
     describe,
     ensure_venv,
+    git_revision,
     pick_redis_server,
     venv_ready,
 )
@@ -168,17 +168,6 @@ def package_version(name: str) -> str:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return "not installed"
-
-
-def git_revision() -> str:
-    try:
-        result = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=10,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return result.stdout.strip() or "unknown"
 
 
 def cpu_model() -> str:

@@ -38,6 +38,7 @@ from bench.comparison.systems import (  # noqa: E402
     COROQ,
     Launcher,
     enqueue_coroq,
+    git_revision,
     pick_redis_server,
 )
 from worker.local_redis import RedisServerProcess  # noqa: E402
@@ -151,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"py-spy {args.rate} Hz (--nonblocking, CPU samples only) on one coroq worker draining "
         f"{args.jobs:,} no-op jobs (W1), concurrency {args.concurrency}: {count:,} jobs in "
         f"{last - first:.2f} s under the profiler ({count / (last - first):,.0f} jobs/s), "
-        f"{profile.samples:,} samples, {time.strftime('%Y-%m-%d')}.",
+        f"{profile.samples:,} samples; code {git_revision()}, {time.strftime('%Y-%m-%d')}.",
     ]
     text = render(profile, args.top, header)
     args.out.with_suffix(".md").write_text(text)

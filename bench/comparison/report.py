@@ -370,7 +370,7 @@ def write_chart(
             if metric in summary[workload].get(r, {}) and not r.startswith("redis-benchmark")
         ]
         spreads = [summary[workload][r][metric] for r in rows]
-        labels = [row_label(workload, r).replace(" (", "\n(") for r in rows]
+        labels = [row_label(workload, r).replace("`", "").replace(" (", "\n(") for r in rows]
         medians = [s.median for s in spreads]
         errors = [[s.median - s.low for s in spreads], [s.high - s.median for s in spreads]]
         colours = [

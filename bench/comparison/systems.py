@@ -127,6 +127,17 @@ def pick_redis_server(explicit: str | None) -> str:
     return find_redis_server()
 
 
+def git_revision() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
 # -- virtual environments ---------------------------------------------------------------------
 
 
