@@ -150,6 +150,8 @@ def run_round(bench: Bench, systems: Sequence[System], chosen: Sequence[str], nu
                 taken = take()
             except MeasureError as exc:
                 taken = Outcome(problems=[str(exc)])
+            except Exception as exc:  # one broken measurement must not end a 20-minute run
+                taken = Outcome(problems=[f"{type(exc).__name__}: {exc}"])
             finally:
                 bench.reset()
             rows = taken if isinstance(taken, dict) else {row: taken}

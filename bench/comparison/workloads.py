@@ -155,6 +155,11 @@ def _finish(system: System, child: Child, burst: bool) -> list[str]:
     return _exit_problems(system, child, stop(child))
 
 
+def rate(amount: float, seconds: float) -> float:
+    """`amount` per second; NaN (left out of the medians) when no time was measured."""
+    return amount / seconds if seconds > 0 else math.nan
+
+
 @dataclass
 class Drain:
     jobs: int
@@ -184,7 +189,7 @@ def drain(bench: Bench, system: System, kind: str, job: str, jobs: int, cap: int
         seconds=last - first,
         startup_s=first - child.spawned_at,
         rss_peak_mb=rss.peak_mb(),
-        enqueue_per_s=enqueued.count / enqueued.seconds if enqueued.seconds > 0 else math.nan,
+        enqueue_per_s=rate(enqueued.count, enqueued.seconds),
         problems=problems,
     )
 
@@ -197,7 +202,7 @@ def w1(bench: Bench, system: System) -> Outcome:
     result = drain(bench, system, "w1", "noop", jobs, bench.sizes.concurrency)
     return Outcome(
         metrics={
-            "jobs_per_s": result.jobs / result.seconds,
+            "jobs_per_s": rate(result.jobs, result.seconds),
             "rss_peak_mb": result.rss_peak_mb,
             "enqueue_per_s": result.enqueue_per_s,
             "startup_s": result.startup_s,
@@ -222,7 +227,7 @@ def brpop_floor(bench: Bench) -> Outcome:
     result = orjson.loads(out.read_bytes())
     seconds = result["last_done_at"] - result["first_received_at"]
     problems = [] if code == 0 and result["hiredis"] else [f"BRPOP loop: exit {code}, {result}"]
-    return Outcome({"jobs_per_s": result["taken"] / seconds}, {"jobs": jobs}, problems)
+    return Outcome({"jobs_per_s": rate(result["taken"], seconds)}, {"jobs": jobs}, problems)
 
 
 def redis_benchmark(bench: Bench) -> dict[str, Outcome]:
@@ -257,7 +262,7 @@ def w2(bench: Bench, system: System) -> Outcome:
     result = drain(bench, system, "w2", "sleep50", jobs, cap)
     ideal = math.ceil(jobs / cap) * SLEEP_S
     return Outcome(
-        metrics={"efficiency": ideal / result.seconds, "seconds": result.seconds},
+        metrics={"efficiency": rate(ideal, result.seconds), "seconds": result.seconds},
         extra={"jobs": jobs, "cap": cap, "ideal_s": ideal, "rss_peak_mb": result.rss_peak_mb},
         problems=result.problems,
     )
@@ -459,4 +464,4 @@ def scale(bench: Bench, system: System, processes: int) -> Outcome:
     if done != jobs:
         problems.append(f"scale: {done} completions for {jobs} jobs")
     extra = {"jobs": jobs, "processes": processes, "command": " ".join(args[1:])}
-    return Outcome({"jobs_per_s": done / (last - first)}, extra, problems)
+    return Outcome({"jobs_per_s": rate(done, last - first)}, extra, problems)
