@@ -26,9 +26,28 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def is_unblocked(error: Exception) -> bool:
-    """A blocking command ended by the server (CLIENT UNBLOCK ERROR, a master turned replica)."""
-    return isinstance(error, ResponseError) and str(error).startswith("UNBLOCKED")
+# Replies of a server in the middle of a failover or a restart. A script that meets one
+# reports it inside a generic error ("Error running script ... -READONLY ..."), so they are
+# recognised by their text.
+_PASSING_REPLIES = ("READONLY", "UNBLOCKED", "LOADING", "MASTERDOWN", "TRYAGAIN")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether waiting (and reconnecting) can cure the error: the link broke or stalled, the
+    server is loading, a failover ended a blocking command (UNBLOCKED) or left us on a
+    replica (READONLY), or a replica lost its primary (MASTERDOWN)."""
+    if isinstance(error, TRANSIENT_ERRORS):
+        return True
+    if isinstance(error, ResponseError):
+        text = str(error)
+        return any(text.startswith(reply) or f"-{reply} " in text for reply in _PASSING_REPLIES)
+    return False
+
+
+def needs_reconnect(error: BaseException) -> bool:
+    """A reply that says this server is not (or no longer) the primary: a new connection may
+    reach the one that is (after a DNS or proxy switch)."""
+    return is_transient(error) and not isinstance(error, TRANSIENT_ERRORS)
 
 
 def redact_url(url: str) -> str:

@@ -19,7 +19,7 @@ import redis
 import structlog
 from redis.exceptions import RedisError
 
-from producer.connection import TRANSIENT_ERRORS, is_unblocked, sync_client
+from producer.connection import is_transient, needs_reconnect, sync_client
 from producer.envelope import new_job_id
 from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
@@ -219,8 +219,10 @@ class ConsumerThread(threading.Thread):
         try:
             taken = self._take(slots)
         except RedisError as exc:
-            if isinstance(exc, TRANSIENT_ERRORS) or is_unblocked(exc):
+            if is_transient(exc):
                 self._health.failed(exc, where="consumer")
+                if needs_reconnect(exc):
+                    self._redis.connection_pool.disconnect()
             else:  # e.g. WRONGTYPE: someone wrote a non-list at the key
                 log.error("consumer.redis_error", queue=self.keys.queue, error=str(exc))
             self._reconcile_needed = True
@@ -239,6 +241,7 @@ class ConsumerThread(threading.Thread):
         now_ms = int(time.time() * 1000)
         call = take_call(self.keys, self._settings.worker_id, now_ms, most, PROMOTE_BATCH)
         next_due, *taken = cast("list[Any]", self._scripts.run(call))
+        self._health.succeeded()  # now, not after a blocking pop of many seconds
         if taken:
             return cast("list[bytes]", taken)
         # Nothing waits: block until a job is pushed, a delayed job falls due, or it is time
@@ -361,7 +364,11 @@ class ConsumerThread(threading.Thread):
         while True:
             try:
                 return self._scripts.run(call)
-            except TRANSIENT_ERRORS as exc:
+            except RedisError as exc:
+                if not is_transient(exc):
+                    raise
                 self._health.failed(exc, where=f"consumer.{call.script}")
+                if needs_reconnect(exc):
+                    self._redis.connection_pool.disconnect()
                 if self._stop_taking.wait(delay.next_delay()):
                     raise RedisUnavailable(str(exc)) from exc

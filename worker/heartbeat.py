@@ -19,7 +19,7 @@ import orjson
 import redis
 import structlog
 
-from producer.connection import TRANSIENT_ERRORS, sync_client
+from producer.connection import is_transient, needs_reconnect, sync_client
 from producer.keys import QueueKeys, workers_key
 from worker.redis_health import RedisHealth
 from worker.settings import WorkerSettings
@@ -102,12 +102,14 @@ class HeartbeatThread(threading.Thread):
             sent = time.monotonic()
             try:
                 self.beat()
-            except TRANSIENT_ERRORS as exc:
-                self._health.failed(exc, where="heartbeat")
-                pause = min(pause, 0.5)  # try again soon: our jobs are at stake
             except redis.RedisError as exc:
-                log.error("worker.heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
-                pause = min(pause, 0.5)
+                if is_transient(exc):
+                    self._health.failed(exc, where="heartbeat")
+                    if needs_reconnect(exc):
+                        self._redis.connection_pool.disconnect()
+                else:
+                    log.error("worker.heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
+                pause = min(pause, 0.5)  # try again soon: our jobs are at stake
             else:
                 self._last_beat = sent
                 self._health.succeeded()

@@ -17,7 +17,7 @@ import redis
 import redis.asyncio
 import structlog
 
-from producer.connection import TRANSIENT_ERRORS
+from producer.connection import is_transient
 from producer.keys import QueueKeys, workers_key
 from producer.scripts import AsyncScripts, recover_call
 from worker.redis_health import RedisHealth
@@ -39,8 +39,11 @@ async def run_periodically(
             pause = await step()
         except asyncio.CancelledError:
             raise
-        except TRANSIENT_ERRORS as exc:
-            health.failed(exc, where=name)
+        except redis.RedisError as exc:
+            if is_transient(exc):
+                health.failed(exc, where=name)
+            else:
+                log.error("housekeeping.redis_error", loop=name, error=str(exc))
             pause = 1.0
         except Exception:
             log.exception("housekeeping.failed", loop=name)
@@ -54,11 +57,10 @@ async def warn_if_redis_may_evict(client: redis.asyncio.Redis, health: RedisHeal
     """Warn when Redis may evict keys under memory pressure: queued jobs would vanish."""
     try:
         policy = (await client.config_get("maxmemory-policy")).get("maxmemory-policy")
-    except TRANSIENT_ERRORS as exc:
-        health.failed(exc, where="start")
-        return
-    except redis.RedisError:  # CONFIG is often disabled on managed Redis
-        return
+    except redis.RedisError as exc:
+        if is_transient(exc):
+            health.failed(exc, where="start")
+        return  # else CONFIG is disabled, as it often is on managed Redis
     if policy is not None and policy != "noeviction":
         log.warning(
             "redis.eviction_policy",

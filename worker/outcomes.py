@@ -16,7 +16,7 @@ import redis
 import redis.asyncio
 import structlog
 
-from producer.connection import TRANSIENT_ERRORS
+from producer.connection import is_transient, needs_reconnect
 from producer.keys import QueueKeys
 from producer.scripts import (
     PipelinedScripts,
@@ -42,6 +42,7 @@ class OutcomeStore:
     def __init__(
         self, client: redis.asyncio.Redis, settings: WorkerSettings, health: RedisHealth
     ) -> None:
+        self._client = client
         self._scripts = PipelinedScripts(client)
         self._settings = settings
         self._health = health
@@ -55,8 +56,12 @@ class OutcomeStore:
         while True:
             try:
                 result = await self._scripts.run(call)
-            except TRANSIENT_ERRORS as exc:
+            except redis.RedisError as exc:
+                if not is_transient(exc):
+                    raise
                 self._health.failed(exc, where=f"job.{call.script}")
+                if needs_reconnect(exc):
+                    await self._client.connection_pool.disconnect()
                 pause = delay.next_delay()
                 if deadline is not None and time.monotonic() + pause > deadline:
                     raise
