@@ -5,7 +5,6 @@ from __future__ import annotations
 import fakeredis
 import orjson
 import pytest
-import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +12,7 @@ from producer.client import Producer, plan_batches
 from producer.envelope import JobEnvelope, validate_envelope
 from producer.errors import PartialPush
 from producer.keys import QueueKeys
+from tests.unit.failing_client import FailingOnRound
 
 
 def jobs(*ids: str) -> list[JobEnvelope]:
@@ -161,26 +161,6 @@ def test_any_push_runs_in_push_order_and_returns_the_ids_in_that_order(
     assert ids == new
     expected = [*new, *older] if front else [*older, *new]
     assert consume(client, QueueKeys("q")) == expected
-
-
-class FailingOnRound:
-    """Wraps a client so that the pipeline of one round trip fails as a dropped link would."""
-
-    def __init__(self, client: fakeredis.FakeRedis, failing_round: int) -> None:
-        self._client = client
-        self._failing_round = failing_round
-        self._rounds = 0
-
-    def pipeline(self, transaction: bool = True):
-        self._rounds += 1
-        pipe = self._client.pipeline(transaction=transaction)
-        if self._rounds == self._failing_round:
-
-            def fail() -> None:
-                raise redis.ConnectionError("Connection reset by peer")
-
-            pipe.execute = fail
-        return pipe
 
 
 def test_a_push_cut_off_part_way_names_what_went_in(fake_redis: fakeredis.FakeRedis) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 import fakeredis
 import orjson
 import pytest
-import redis
 from typer.testing import CliRunner
 
 import producer.client
@@ -29,6 +28,7 @@ from producer.keys import QueueKeys
 from producer.schedule import Schedule, epoch_ms, make_schedule, parse_at
 from producer.scripts import SyncScripts, take_call
 from producer.waiting import FIRST_PAUSE, LONGEST_PAUSE, Waiter
+from tests.unit.failing_client import FailingOnRound
 
 KEYS = QueueKeys("q")
 runner = CliRunner()
@@ -176,26 +176,6 @@ def test_a_delayed_push_cut_off_part_way_names_what_went_in(
     assert caught.value.uncertain == ids[10:20]
     assert caught.value.remaining == 5
     assert set(delayed(fake_redis)) == set(ids[:10])
-
-
-class FailingOnRound:
-    """Wraps a client so that the pipeline of one round trip fails as a dropped link would."""
-
-    def __init__(self, client: fakeredis.FakeRedis, failing_round: int) -> None:
-        self._client = client
-        self._failing_round = failing_round
-        self._rounds = 0
-
-    def pipeline(self, transaction: bool = True) -> Any:
-        self._rounds += 1
-        pipe = self._client.pipeline(transaction=transaction)
-        if self._rounds == self._failing_round:
-
-            def fail() -> None:
-                raise redis.ConnectionError("Connection reset by peer")
-
-            pipe.execute = fail
-        return pipe
 
 
 # --- waiting ------------------------------------------------------------------------------
