@@ -6,6 +6,7 @@ demo (from PATH, or the `coroq[server]` wheel) and removed afterwards.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,8 +78,29 @@ def _feed(producer: Producer, stop: threading.Event) -> None:
             return
 
 
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def without_taken_metrics_port(settings: WorkerSettings) -> WorkerSettings:
+    """The demo runs beside whatever else is on the machine: a taken metrics port turns the
+    endpoints off (with a warning) instead of stopping the demo."""
+    if settings.metrics_port and _port_taken(settings.metrics_host, settings.metrics_port):
+        log.warning(
+            "demo.metrics_off",
+            reason=f"port {settings.metrics_port} is in use; set COROQ_METRICS_PORT to another",
+        )
+        return settings.model_copy(update={"metrics_port": 0})
+    return settings
+
+
 def run_demo(settings: WorkerSettings, duration: float | None) -> ShutdownSummary:
-    with reachable_redis(settings) as demo_settings:
+    with reachable_redis(without_taken_metrics_port(settings)) as demo_settings:
         registry = TaskRegistry.from_modules([*demo_settings.tasks, EXAMPLE_TASKS_MODULE])
         worker = Worker(demo_settings, registry)
         stop_feeding = threading.Event()
