@@ -116,3 +116,20 @@ async def fails_while_file_exists(path: str) -> str:
     if os.path.exists(path):  # noqa: ASYNC240 - a stat of a local test file
         raise RuntimeError(f"{path} exists")
     return "fixed"
+
+
+@task("tests.exits")
+async def exits() -> None:
+    """Task code calling sys.exit: it must end the job, not the worker."""
+    raise SystemExit(3)
+
+
+@task("tests.sync_exits")
+def sync_exits() -> None:
+    raise SystemExit(4)
+
+
+@task("tests.cancels_itself")
+async def cancels_itself() -> None:
+    """Raises CancelledError without being cancelled (an inner task's cancellation leaking)."""
+    raise asyncio.CancelledError

@@ -98,9 +98,15 @@ class JobRunner:
                 if timeout.expired():
                     raise JobTimeout(job.timeout) from None
                 raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except asyncio.CancelledError as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # a shutdown cancelled the job
+                # The handler raised it without being cancelled: a failure like any other
+                # (putting the job back would run it again at once, for ever).
+                raise HandlerFailed("CancelledError raised by the task itself") from exc
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt from task code too:
+                # they end the job, never the worker.
                 raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
         try:
             return orjson.dumps(result)

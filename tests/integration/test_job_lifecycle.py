@@ -154,3 +154,17 @@ def test_job_pushed_by_redis_cli_without_an_id_runs_under_an_id_the_worker_gives
     assert found["result"] == ["hi"]
     assert redis_client.llen(keys.ready) == 0
     assert processing_total(redis_client, keys) == 0
+
+
+@pytest.mark.parametrize("task_name", ["tests.exits", "tests.sync_exits", "tests.cancels_itself"])
+def test_task_code_raising_base_exceptions_fails_the_job_not_the_worker(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys, task_name: str
+) -> None:
+    worker = start_worker()
+    failed = producer.push(task_name, _max_attempts=1)
+    found = wait_for_outcome(redis_client, keys, failed)
+    assert (found["status"], found["reason"], found["attempts"]) == ("dead", "handler_error", 1)
+    good = producer.push("tests.add", 2, 3)
+    assert wait_for_outcome(redis_client, keys, good)["result"] == 5
+    assert worker.process.poll() is None
+    assert processing_total(redis_client, keys) == 0
