@@ -8,7 +8,7 @@ import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -29,14 +29,16 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 # Replies of a server in the middle of a failover or a restart. A script that meets one
 # reports it inside a generic error ("Error running script ... -READONLY ..."), so they are
 # recognised by their text.
-_PASSING_REPLIES = ("READONLY", "UNBLOCKED", "LOADING", "MASTERDOWN", "TRYAGAIN")
+# OOM (a full Redis with maxmemory-policy noeviction) is waited out too: retrying loses
+# nothing, and taking no new job meanwhile is the right back-pressure.
+_PASSING_REPLIES = ("READONLY", "UNBLOCKED", "LOADING", "MASTERDOWN", "TRYAGAIN", "OOM")
 
 
 def is_transient(error: BaseException) -> bool:
     """Whether waiting (and reconnecting) can cure the error: the link broke or stalled, the
     server is loading, a failover ended a blocking command (UNBLOCKED) or left us on a
-    replica (READONLY), or a replica lost its primary (MASTERDOWN)."""
-    if isinstance(error, TRANSIENT_ERRORS):
+    replica (READONLY), a replica lost its primary (MASTERDOWN), or Redis is full (OOM)."""
+    if isinstance(error, (*TRANSIENT_ERRORS, OutOfMemoryError)):
         return True
     if isinstance(error, ResponseError):
         text = str(error)
@@ -47,7 +49,9 @@ def is_transient(error: BaseException) -> bool:
 def needs_reconnect(error: BaseException) -> bool:
     """A reply that says this server is not (or no longer) the primary: a new connection may
     reach the one that is (after a DNS or proxy switch)."""
-    return is_transient(error) and not isinstance(error, TRANSIENT_ERRORS)
+    if not is_transient(error) or isinstance(error, (*TRANSIENT_ERRORS, OutOfMemoryError)):
+        return False
+    return "OOM" not in str(error)
 
 
 def redact_url(url: str) -> str:

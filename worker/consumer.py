@@ -9,6 +9,7 @@ timeout is how often the thread checks whether it should stop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -302,8 +303,21 @@ class ConsumerThread(threading.Thread):
 
     def _job_done(self, future: Future[Any]) -> None:
         # Runs on the loop thread when the job's coroutine has finished, cleanup included.
-        self._inflight.remove(future)
+        job = self._inflight.remove(future)
         self._slots.release()
+        error = None if future.cancelled() else future.exception()
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            # The runner could not record an outcome (a bug, or a Redis error that waiting
+            # cannot cure): the job is still in our processing list. The next take puts such
+            # jobs back in the ready list, so it runs again rather than wait for a restart.
+            self._reconcile_needed = True
+            log.error(
+                "job.unrecorded",
+                job_id=None if job is None else job.id,
+                queue=self.keys.queue,
+                error=f"{type(error).__name__}: {error}",
+                detail="the job goes back to the ready list",
+            )
 
     def _adopt(self, job: ReceivedJob, stamped: bytes) -> None:
         call = adopt_call(

@@ -21,7 +21,7 @@ class InFlight:
             self._futures[future] = job
             self._raws[job.raw] += 1
 
-    def remove(self, future: concurrent.futures.Future[Any]) -> None:
+    def remove(self, future: concurrent.futures.Future[Any]) -> ReceivedJob | None:
         with self._condition:
             job = self._futures.pop(future, None)
             if job is not None:
@@ -30,6 +30,7 @@ class InFlight:
                     del self._raws[job.raw]
             if not self._futures:
                 self._condition.notify_all()
+            return job
 
     def holds(self, raw: bytes) -> bool:
         with self._condition:

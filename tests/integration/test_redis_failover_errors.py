@@ -77,3 +77,26 @@ def test_worker_rides_out_unblocked_and_readonly_and_warns_about_eviction(
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
     admin.close()
+
+
+def test_a_full_redis_is_waited_out_and_the_outcome_written_when_room_is_made(
+    start_worker, own_redis: RedisServerProcess, keys: QueueKeys
+) -> None:
+    """maxmemory-policy noeviction: a full Redis refuses writes with OOM. The worker keeps
+    the outcome and retries; nothing is dropped, nothing is reported as a bug."""
+    admin = redis.Redis.from_url(own_redis.url)
+    worker = start_worker(env={"COROQ_REDIS_URL": own_redis.url})
+    with Producer(own_redis.url, queue=keys.queue) as producer:
+        job_id = producer.push("tests.nap", 1.0, "full")
+        wait_for(lambda: worker.events("nap.begin"))
+        admin.config_set("maxmemory", "1")  # full: every write is refused
+        try:
+            [full] = wait_for(lambda: worker.events("redis.unavailable"), timeout=30)
+            assert "maxmemory" in full["error"]
+        finally:
+            admin.config_set("maxmemory", "0")
+        found = wait_for_outcome(admin, keys, job_id, timeout=30)
+    assert (found["status"], found["attempts"]) == ("succeeded", 1)
+    assert not worker.events("job.unrecorded")
+    assert worker.process.poll() is None
+    admin.close()

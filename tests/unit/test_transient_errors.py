@@ -6,6 +6,7 @@ import pytest
 from redis.exceptions import (
     BusyLoadingError,
     ConnectionError,
+    OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
     TimeoutError,
@@ -29,6 +30,8 @@ IN_A_SCRIPT = (
         (ResponseError(IN_A_SCRIPT), True, True),
         (ResponseError("UNBLOCKED force unblock from blocking operation"), True, True),
         (ResponseError("MASTERDOWN Link with MASTER is down"), True, True),
+        (ResponseError("OOM command not allowed when used memory > 'maxmemory'."), True, False),
+        (OutOfMemoryError("command not allowed when used memory > 'maxmemory'."), True, False),
         (ResponseError("WRONGTYPE Operation against a key holding the wrong kind"), False, False),
         (ResponseError("ERR unknown command 'LMOVE'"), False, False),
         (ResponseError("Error running script: @user_script:3: bad argument"), False, False),
