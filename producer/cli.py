@@ -6,6 +6,7 @@ operation is a `Producer` method.
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import Iterator
@@ -66,6 +67,23 @@ def redis_errors(url: str) -> Iterator[None]:
         raise fail(f"Redis at {redact_url(url)}: {exc}") from None
     except ValueError as exc:  # redis-py's verdict on a malformed URL
         raise fail(f"invalid --redis-url {redact_url(url)}: {exc}", 2) from None
+
+
+@contextmanager
+def without_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while a file's jobs are read and pushed.
+
+    Every job makes a few objects that form no cycles, and the collector kept walking them
+    all: a third of the time of a 100,000-job push. Freed memory is still freed (reference
+    counting); the collector runs again afterwards.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @contextmanager
@@ -160,17 +178,18 @@ def push(
 ) -> None:
     """Validate every job in FILES, then push them all; print their ids."""
     options = push_options(delay=delay, at=at, front=front, wait=wait, timeout=timeout)
-    try:
-        validate_queue_name(queue)
-        jobs: list[JobEnvelope] = []
-        for name in files:
-            jobs.extend(read_job_source(name, sys.stdin.buffer))
-    except CoroqError as exc:
-        raise fail(f"{exc}; nothing was pushed", 2) from None
     with redis_errors(redis_url), Producer(redis_url, queue=queue, prefix=prefix) as producer:
-        ids = _push_jobs(
-            producer, jobs, front=front, options=options, quiet=quiet, redis_url=redis_url
-        )
+        with without_cycle_collection():
+            try:
+                validate_queue_name(queue)
+                jobs: list[JobEnvelope] = []
+                for name in files:
+                    jobs.extend(read_job_source(name, sys.stdin.buffer))
+            except CoroqError as exc:
+                raise fail(f"{exc}; nothing was pushed", 2) from None
+            ids = _push_jobs(
+                producer, jobs, front=front, options=options, quiet=quiet, redis_url=redis_url
+            )
         if options.wait:
             _wait_for_outcomes(producer, ids, options)
 
