@@ -221,9 +221,7 @@ class ConsumerThread(threading.Thread):
             taken = self._take(slots)
         except RedisError as exc:
             if is_transient(exc):
-                self._health.failed(exc, where="consumer")
-                if needs_reconnect(exc):
-                    self._redis.connection_pool.disconnect()
+                self._outage(exc, where="consumer")
             else:  # e.g. WRONGTYPE: someone wrote a non-list at the key
                 log.error("consumer.redis_error", queue=self.keys.queue, error=str(exc))
             self._reconcile_needed = True
@@ -372,6 +370,11 @@ class ConsumerThread(threading.Thread):
         except Exception:  # the job stays in the processing list, still visible there
             log.exception("consumer.dead_letter_failed", queue=self.keys.queue)
 
+    def _outage(self, error: RedisError, *, where: str) -> None:
+        self._health.failed(error, where=where)
+        if needs_reconnect(error):  # the next command may reach the new primary
+            self._redis.connection_pool.disconnect()
+
     def _run_script(self, call: ScriptCall) -> Any:
         """Run a script, waiting out a Redis outage until the worker stops."""
         delay = ReconnectDelay()
@@ -381,8 +384,6 @@ class ConsumerThread(threading.Thread):
             except RedisError as exc:
                 if not is_transient(exc):
                     raise
-                self._health.failed(exc, where=f"consumer.{call.script}")
-                if needs_reconnect(exc):
-                    self._redis.connection_pool.disconnect()
+                self._outage(exc, where=f"consumer.{call.script}")
                 if self._stop_taking.wait(delay.next_delay()):
                     raise RedisUnavailable(str(exc)) from exc

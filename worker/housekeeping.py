@@ -81,7 +81,6 @@ class Reaper:
         self._scripts = scripts
         self._keys = [QueueKeys(queue, settings.prefix) for queue in settings.queues]
         self._last_full_scan = float("-inf")
-        self.recovered_total = 0
 
     async def step(self) -> float:
         members = await self._redis.smembers(workers_key(self._settings.prefix))
@@ -99,7 +98,6 @@ class Reaper:
         for keys in self._keys:
             alive, moved = (int(n) for n in await self._scripts.run(recover_call(keys, owner)))
             if moved:
-                self.recovered_total += moved
                 log.warning("jobs.recovered", owner=owner, queue=keys.queue, count=moved)
             # Alive, or just emptied (look again next time): forget it only once it is seen
             # dead and holding nothing, in one read.

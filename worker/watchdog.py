@@ -3,7 +3,7 @@
 A thread (not the loop: a blocked loop cannot report on itself) posts a no-op callback to the
 loop and measures how long it takes to run. When that exceeds the threshold, the job whose
 coroutine holds the loop (the loop's current task) is logged once per blocking episode. The
-latest and the largest lag are kept for the metrics.
+latest lag is kept for the metrics (`lag_seconds`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ class LoopWatchdog(threading.Thread):
         self._interval = interval
         self._finished = threading.Event()
         self.lag_seconds = 0.0
-        self.max_lag_seconds = 0.0
-        self.blocked_episodes = 0
 
     def run(self) -> None:
         while not self._finished.wait(self._interval):
@@ -48,12 +46,11 @@ class LoopWatchdog(threading.Thread):
             except RuntimeError:  # the loop is closed: the worker is stopping
                 return
             if answered.wait(self._threshold):
-                self._record(time.monotonic() - posted)
+                self.lag_seconds = time.monotonic() - posted
                 continue
             self._report_blocked(answered, posted)
 
     def _report_blocked(self, answered: threading.Event, posted: float) -> None:
-        self.blocked_episodes += 1
         job = self._describe_task(asyncio.current_task(self._loop))
         log.warning(
             "loop.blocked",
@@ -64,16 +61,12 @@ class LoopWatchdog(threading.Thread):
             **(job or {}),
         )
         while not answered.wait(self._interval):
-            self._record(time.monotonic() - posted)
+            self.lag_seconds = time.monotonic() - posted
             if self._finished.is_set():
                 return
         lag = time.monotonic() - posted
-        self._record(lag)
-        log.info("loop.unblocked", blocked_ms=round(lag * 1000, 1), **(job or {}))
-
-    def _record(self, lag: float) -> None:
         self.lag_seconds = lag
-        self.max_lag_seconds = max(self.max_lag_seconds, lag)
+        log.info("loop.unblocked", blocked_ms=round(lag * 1000, 1), **(job or {}))
 
     def stop(self) -> None:
         self._finished.set()
