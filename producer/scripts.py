@@ -49,6 +49,37 @@ class ScriptCall:
     args: list[str | bytes | int | float]
 
 
+# Scripts that take any number of jobs in one call: KEYS[1] is shared (the worker's processing
+# list), then one key per job, and this many arguments per job; they return one result per job.
+# Calls of such a script with the same KEYS[1] can be merged into one (`merge_calls`).
+JOB_BATCH_SCRIPTS = {"ack": 5}
+
+
+def merge_calls(calls: list[ScriptCall]) -> tuple[list[ScriptCall], list[tuple[int, int | None]]]:
+    """The commands that run `calls`: calls of a `JOB_BATCH_SCRIPTS` script with the same
+    shared key go in one command. Also where each call's result will be: (command index,
+    position in that command's list of results, or None when the command is the call itself).
+    """
+    commands: list[ScriptCall] = []
+    places: list[tuple[int, int | None]] = []
+    merged: dict[tuple[str, str], int] = {}
+    for call in calls:
+        if call.script not in JOB_BATCH_SCRIPTS:
+            places.append((len(commands), None))
+            commands.append(call)
+            continue
+        group = (call.script, call.keys[0])
+        index = merged.get(group)
+        if index is None:
+            index = merged[group] = len(commands)
+            commands.append(ScriptCall(call.script, [call.keys[0]], []))
+        command = commands[index]
+        places.append((index, len(command.keys) - 1))
+        command.keys.extend(call.keys[1:])
+        command.args.extend(call.args)
+    return commands, places
+
+
 def _attempt_arg(attempt: int | None) -> str:
     """The attempt an outcome belongs to, for the scripts' fencing ('' when none started)."""
     return "" if attempt is None else str(attempt)
@@ -201,8 +232,9 @@ class PipelinedScripts:
 
     Each round trip carries every call made while the previous one was under way (or in the
     same turn of the event loop), as one pipeline of EVALSHA commands: a thousand jobs
-    finishing together cost a few round trips, not a thousand. Each call still runs as its
-    own script, atomically, and each caller gets its own result or error. Scripts a server
+    finishing together cost a few round trips, not a thousand. Acknowledgements of one worker
+    go further: they are merged into one script call (`merge_calls`), which checks and records
+    each job on its own. Each caller gets its own result or error. Scripts a server
     does not know (it restarted, or was flushed) are loaded and those calls sent again.
     """
 
@@ -254,7 +286,17 @@ class PipelinedScripts:
         return results
 
     async def _execute(self, calls: list[ScriptCall]) -> list[Any]:
+        """One result (or error) per call, the calls merged where their script allows."""
+        commands, places = merge_calls(calls)
         pipe = self._client.pipeline(transaction=False)
-        for call in calls:
-            pipe.evalsha(self._shas[call.script], len(call.keys), *call.keys, *call.args)
-        return list(await pipe.execute(raise_on_error=False))
+        for command in commands:
+            pipe.evalsha(
+                self._shas[command.script], len(command.keys), *command.keys, *command.args
+            )
+        replies = await pipe.execute(raise_on_error=False)
+        return [
+            replies[index]
+            if position is None or isinstance(replies[index], Exception)
+            else replies[index][position]
+            for index, position in places
+        ]

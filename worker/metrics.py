@@ -43,6 +43,8 @@ CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 OUTCOMES: Final = ("succeeded", "retried", "dead", "requeued")
 QUEUE_STATES: Final = ("ready", "delayed", "processing", "dead")
 UNKNOWN_TASK: Final = "unknown"
+# Most (queue, task, outcome) series whose labelled children are kept for reuse.
+SERIES_CACHE_LIMIT: Final = 1024
 # From 5 ms to an hour: HTTP calls at the low end, long batch jobs at the top.
 DURATION_BUCKETS: Final = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600,
@@ -101,6 +103,7 @@ class WorkerMetrics:
             "How late the event loop last ran a callback posted to it.",
             registry=self.registry,
         )
+        self._series: dict[tuple[str, str | None, str], tuple[Counter, Histogram]] = {}
         self._reconnects = Counter(
             "coroq_redis_reconnects",
             "Times Redis answered again after being unreachable.",
@@ -115,10 +118,27 @@ class WorkerMetrics:
         """Count one outcome; `duration_s` is None for a job that never started (bad input)."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}; expected one of {OUTCOMES}")
-        task_label = self._task_label(task)
-        self._jobs.labels(queue, task_label, outcome).inc()
+        counter, histogram = self._job_series(queue, task, outcome)
+        counter.inc()
         if duration_s is not None:
-            self._duration.labels(queue, task_label).observe(max(duration_s, 0.0))
+            histogram.observe(max(duration_s, 0.0))
+
+    def _job_series(self, queue: str, task: str | None, outcome: str) -> tuple[Counter, Histogram]:
+        """The labelled children for one (queue, task, outcome), kept: `labels()` costs more
+        than the increment itself, once per job."""
+        key = (queue, task, outcome)
+        series = self._series.get(key)
+        if series is None:
+            task_label = self._task_label(task)
+            series = (
+                self._jobs.labels(queue, task_label, outcome),
+                self._duration.labels(queue, task_label),
+            )
+            # Bounded: the task label is one of the registered tasks or "unknown", but the raw
+            # task name is the key, so a stream of bad names must not grow the cache.
+            if len(self._series) < SERIES_CACHE_LIMIT:
+                self._series[key] = series
+        return series
 
     def set_in_flight_source(self, source: Callable[[], float]) -> None:
         """Read the in-flight count from `source` at every scrape (e.g. `inflight.__len__`)."""

@@ -1,23 +1,33 @@
--- Acknowledge a job that succeeded: record its result and drop it from the processing list,
--- in one step. A worker that no longer holds the job (it was recovered) records nothing.
--- KEYS[1]  processing list       coroq:{Q}:processing:<worker-id>
--- KEYS[2]  job record hash       coroq:{Q}:job:<id>
--- ARGV[1]  the job's raw bytes, exactly as taken from the ready list
--- ARGV[2]  result (JSON text)
--- ARGV[3]  finished_at (epoch seconds)
--- ARGV[4]  record TTL (seconds)
--- ARGV[5]  the attempt being acknowledged ('' to skip the check)
--- Returns 1 when acknowledged, 0 when the job was no longer held by this worker (or by this attempt).
+-- Acknowledge jobs that succeeded: record each one's result and drop it from the processing
+-- list, in one step. A worker that no longer holds a job (it was recovered) records nothing
+-- for it. One call may carry many jobs of one worker (the outcomes of jobs that finished
+-- together); each is checked and recorded on its own.
+-- KEYS[1]  processing list                 coroq:{Q}:processing:<worker-id>
+-- KEYS[1 + i]  job record hash of job i    coroq:{Q}:job:<id>
+-- then for job i, five arguments from ARGV[1 + 5 * (i - 1)]:
+--          its raw bytes, exactly as taken from the ready list; result (JSON text);
+--          finished_at (epoch seconds); record TTL (seconds); the attempt being acknowledged
+--          ('' to skip the check)
+-- Returns, for each job, 1 when acknowledged, 0 when it was no longer held by this worker (or
+-- by this attempt).
 -- Fencing: an attempt that is no longer the job's latest (the job was recovered from this
 -- worker and started again) records nothing.
-local latest = redis.call('HGET', KEYS[2], 'attempts')
-if ARGV[5] ~= '' and latest and latest ~= ARGV[5] then
-  return 0
+local acked = {}
+for i = 1, #KEYS - 1 do
+  local record = KEYS[i + 1]
+  local base = 5 * (i - 1)
+  local attempt = ARGV[base + 5]
+  local latest = redis.call('HGET', record, 'attempts')
+  -- LREM from the tail: the oldest jobs of the list sit there, and they tend to finish first.
+  if (attempt ~= '' and latest and latest ~= attempt)
+      or redis.call('LREM', KEYS[1], -1, ARGV[base + 1]) == 0 then
+    acked[i] = 0
+  else
+    redis.call('HSET', record, 'status', 'succeeded', 'result', ARGV[base + 2],
+      'finished_at', ARGV[base + 3])
+    redis.call('HDEL', record, 'reason', 'error', 'traceback')
+    redis.call('EXPIRE', record, ARGV[base + 4])
+    acked[i] = 1
+  end
 end
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
-  return 0
-end
-redis.call('HSET', KEYS[2], 'status', 'succeeded', 'result', ARGV[2], 'finished_at', ARGV[3])
-redis.call('HDEL', KEYS[2], 'reason', 'error', 'traceback')
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-return 1
+return acked

@@ -132,7 +132,8 @@ def ack(
         ttl=TTL,
         attempt=attempt,
     )
-    return int(scripts.run(call))
+    [acked] = scripts.run(call)
+    return int(acked)
 
 
 def test_ack_removes_exactly_one_copy_and_records_the_result(
