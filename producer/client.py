@@ -105,6 +105,12 @@ def _send(pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline, batch: Ba
 _BATCHES_PER_ROUND_TRIP = 10
 
 
+def _needs_transaction(group: list[Batch]) -> bool:
+    """A round of several batches goes in MULTI/EXEC, all or nothing; a single command is
+    atomic by itself, and one push saves the two extra commands."""
+    return len(group) > 1
+
+
 def _rounds(batches: Iterable[Batch]) -> Iterator[list[Batch]]:
     group: list[Batch] = []
     for batch in batches:
@@ -216,7 +222,7 @@ class Producer(_ProducerBase):
             envelopes, keys, front=front, schedule=schedule, batch_size=batch_size
         )
         for group in _rounds(batches):
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self.redis.pipeline(transaction=_needs_transaction(group))
             for batch in group:
                 _send(pipe, batch)
             try:
@@ -335,7 +341,7 @@ class AsyncProducer(_ProducerBase):
             envelopes, keys, front=front, schedule=schedule, batch_size=batch_size
         )
         for group in _rounds(batches):
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self.redis.pipeline(transaction=_needs_transaction(group))
             for batch in group:
                 _send(pipe, batch)
             try:

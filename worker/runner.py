@@ -9,11 +9,9 @@ the outcome. Cancellation comes only from shutdown: the job goes back to the fro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import time
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -89,31 +87,38 @@ class JobRunner:
             await self._succeed(job, result_json, attempt, _ms_since(started))
 
     async def _execute(self, job: ReceivedJob) -> bytes:
-        async with self._task_limit(job.spec):
-            timeout = asyncio.timeout(job.timeout)
-            try:
-                async with timeout:
-                    result = await self._call_handler(job)
-            except TimeoutError as exc:
-                if timeout.expired():
-                    raise JobTimeout(job.timeout) from None
-                raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
-            except asyncio.CancelledError as exc:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # a shutdown cancelled the job
-                # The handler raised it without being cancelled: a failure like any other
-                # (putting the job back would run it again at once, for ever).
-                raise HandlerFailed("CancelledError raised by the task itself") from exc
-            except BaseException as exc:  # SystemExit, KeyboardInterrupt from task code too:
-                # they end the job, never the worker.
-                raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
+        limit = self._task_limit(job.spec)
+        if limit is None:
+            result = await self._call_with_timeout(job)
+        else:
+            async with limit:
+                result = await self._call_with_timeout(job)
         try:
             return orjson.dumps(result)
         except TypeError as exc:
             raise ResultNotSerializable(
                 f"the task's result is not JSON-serialisable: {exc}"
             ) from None
+
+    async def _call_with_timeout(self, job: ReceivedJob) -> Any:
+        timeout = asyncio.timeout(job.timeout)
+        try:
+            async with timeout:
+                return await self._call_handler(job)
+        except TimeoutError as exc:
+            if timeout.expired():
+                raise JobTimeout(job.timeout) from None
+            raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # a shutdown cancelled the job
+            # The handler raised it without being cancelled: a failure like any other
+            # (putting the job back would run it again at once, for ever).
+            raise HandlerFailed("CancelledError raised by the task itself") from exc
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt from task code too:
+            # they end the job, never the worker.
+            raise HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
 
     async def _call_handler(self, job: ReceivedJob) -> Any:
         args, kwargs = job.arguments.args, job.arguments.kwargs
@@ -125,16 +130,14 @@ class JobRunner:
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, call)
 
-    @contextlib.asynccontextmanager
-    async def _task_limit(self, spec: TaskSpec) -> AsyncIterator[None]:
+    def _task_limit(self, spec: TaskSpec) -> asyncio.Semaphore | None:
+        """The semaphore of a task with a concurrency limit of its own, else None."""
         if spec.concurrency is None:
-            yield
-            return
+            return None
         semaphore = self._task_limits.get(spec.name)
         if semaphore is None:
             semaphore = self._task_limits[spec.name] = asyncio.Semaphore(spec.concurrency)
-        async with semaphore:
-            yield
+        return semaphore
 
     async def _succeed(
         self, job: ReceivedJob, result_json: bytes, attempt: int, duration_ms: float
