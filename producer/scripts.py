@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.client
 from redis.exceptions import NoScriptError
 
 from producer.keys import QueueKeys
@@ -25,6 +26,7 @@ from producer.keys import QueueKeys
 SCRIPT_NAMES = (
     "take",
     "start",
+    "start_popped",
     "ack",
     "dead",
     "requeue",
@@ -106,22 +108,62 @@ class JobStart:
     enqueued_at: float | None
 
 
+def start_token(prefix: str) -> str:
+    """A token unique to one start call, beginning with its consumer's `prefix`."""
+    return f"{prefix}{random.getrandbits(64):016x}"
+
+
 def start_call(
-    keys: QueueKeys, starts: list[JobStart], *, worker_id: str, started_at: float, ttl: int
+    keys: QueueKeys,
+    starts: list[JobStart],
+    *,
+    worker_id: str,
+    started_at: float,
+    ttl: int,
+    token_prefix: str = "",
 ) -> ScriptCall:
     """Count a new attempt of each job still held (one round trip for a batch); returns the
     attempt numbers, 0 for a job no longer held.
 
     The call carries a token of its own, so sending it again after a lost reply (the
-    connection dropped) counts nothing twice.
+    connection dropped) counts nothing twice; the token begins with `token_prefix`, which
+    tells `start_popped_call` which jobs its consumer has started already.
     """
-    token = f"{random.getrandbits(64):016x}"
+    token = start_token(token_prefix)
     args: list[str | bytes | int | float] = [worker_id, repr(started_at), ttl, keys.queue, token]
     for start in starts:
         enqueued = "" if start.enqueued_at is None else repr(float(start.enqueued_at))
         args.extend((start.raw, start.task, start.max_attempts, enqueued))
     records = [keys.job(start.job_id) for start in starts]
     return ScriptCall("start", [keys.processing(worker_id), *records], args)
+
+
+def start_popped_call(
+    keys: QueueKeys,
+    *,
+    worker_id: str,
+    ttl: int,
+    token_prefix: str,
+    max_payload_bytes: int,
+    default_max_attempts: int,
+    task_max_attempts: dict[str, int | None],
+) -> ScriptCall:
+    """Count the start of the job a BLMOVE just moved to the head of the worker's processing
+    list, when the job is new and well formed (start_popped.lua says how it tells); returns
+    [] when it started nothing, else [job id, attempt number]. Sent right behind the pop."""
+    args: list[str | bytes | int | float] = [
+        worker_id,
+        ttl,
+        keys.queue,
+        keys.job(""),
+        token_prefix,
+        start_token(token_prefix),
+        max_payload_bytes,
+        default_max_attempts,
+    ]
+    for task, max_attempts in task_max_attempts.items():
+        args.extend((task, max_attempts or 0))
+    return ScriptCall("start_popped", [keys.processing(worker_id)], args)
 
 
 def ack_call(
@@ -215,6 +257,16 @@ class SyncScripts:
 
     def run(self, call: ScriptCall) -> Any:
         return self._scripts[call.script](keys=call.keys, args=call.args)
+
+    def queue_on(self, pipe: redis.client.Pipeline, call: ScriptCall) -> None:
+        """Queue the call on a pipeline as a bare EVALSHA (no SCRIPT EXISTS check first): a
+        reply of `NoScriptError` means it did not run; `load` it, and call again."""
+        sha = self._scripts[call.script].sha
+        pipe.evalsha(sha, len(call.keys), *call.keys, *call.args)
+
+    def load(self, name: str) -> None:
+        script = self._scripts[name]
+        script.registered_client.script_load(script.script)
 
 
 class AsyncScripts:

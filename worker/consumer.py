@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import redis
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from producer.connection import is_transient, needs_reconnect, sync_client
 from producer.envelope import new_job_id
@@ -32,6 +32,7 @@ from producer.scripts import (
     dead_call,
     requeue_call,
     start_call,
+    start_popped_call,
     take_call,
 )
 from worker.errors import MalformedJob
@@ -102,6 +103,23 @@ class ConsumerThread(threading.Thread):
         self._block_timeout = min(settings.poll_timeout, 0.5) if burst else settings.poll_timeout
         self._client_id: int | None = None  # of our connection, for `wake`
         self._reconcile_needed = True  # a previous life of this id may have left jobs behind
+        # The last blocking pop timed out: the queue was idle, so the next take only
+        # promotes due delayed jobs (the pop that follows takes a job, if one came).
+        self._idle = False
+        # Begins the token of every start this thread records, so that the script sent
+        # behind a blocking pop can tell a job it has started already from a new one.
+        self._token_prefix = f"{new_job_id()[:16]}-"
+        self._start_popped_call = start_popped_call(
+            keys,
+            worker_id=settings.worker_id,
+            ttl=settings.result_ttl,
+            token_prefix=self._token_prefix,
+            max_payload_bytes=settings.max_payload_bytes,
+            default_max_attempts=settings.default_max_attempts,
+            task_max_attempts={name: registry.get(name).max_attempts for name in registry.names()},
+        )
+        # The job the last blocking pop took and its script started: (raw, id, attempt).
+        self._popped_start: tuple[bytes, str, int] | None = None
 
     def run(self) -> None:
         delay = ReconnectDelay()
@@ -109,8 +127,8 @@ class ConsumerThread(threading.Thread):
             # More free slots mean a batch: one round trip takes up to that many jobs.
             slots = 1 + self._spare_slots(TAKE_BATCH - 1)
             taken = self._take_or_wait(delay, slots)
-            for _ in range(slots - len(taken)):
-                self._slots.release()
+            if slots > len(taken):
+                self._slots.release(slots - len(taken))  # one call: the lock is taken once
             if not taken:
                 if self._burst and not self._stop_taking.is_set() and delay.failures == 0:
                     return  # the queue is empty
@@ -144,10 +162,13 @@ class ConsumerThread(threading.Thread):
         """Decode the jobs taken together, count their attempts in one round trip, and hand
         each to the event loop as its own coroutine."""
         jobs = [job for raw in taken if (job := self._prepare_safely(raw)) is not None]
-        if not jobs:
-            return
+        popped, self._popped_start = self._popped_start, None
+        for job in jobs:
+            if popped is not None and (job.raw, job.id) == popped[:2] and job.stamped is None:
+                job.attempt = popped[2]  # counted by the script sent behind the pop
+        to_count = [job for job in jobs if job.attempt == 0]
         try:
-            attempts = self._count_attempts(jobs)
+            attempts = self._count_attempts(to_count) if to_count else []
         except Exception as exc:
             for job in jobs:
                 self._slots.release()
@@ -156,8 +177,9 @@ class ConsumerThread(threading.Thread):
             if not isinstance(exc, RedisUnavailable):
                 log.exception("consumer.dispatch_error", queue=self.keys.queue)
             return  # the jobs stay in the processing list
-        for job, attempt in zip(jobs, attempts, strict=True):
+        for job, attempt in zip(to_count, attempts, strict=True):
             job.attempt = int(attempt)
+        for job in jobs:
             if job.attempt == 0:
                 # A pop whose reply came late: the job was recovered and taken elsewhere.
                 self._slots.release()
@@ -191,6 +213,7 @@ class ConsumerThread(threading.Thread):
             worker_id=self._settings.worker_id,
             started_at=time.time(),
             ttl=self._settings.result_ttl,
+            token_prefix=self._token_prefix,
         )
         return cast("list[int]", self._run_script(call))
 
@@ -238,6 +261,7 @@ class ConsumerThread(threading.Thread):
             self._return_unknown_jobs()
             self._reconcile_needed = False
         now_ms = int(time.time() * 1000)
+        most = 0 if self._idle else most
         call = take_call(self.keys, self._settings.worker_id, now_ms, most, PROMOTE_BATCH)
         next_due, *taken = cast("list[Any]", self._scripts.run(call))
         self._health.succeeded()  # now, not after a blocking pop of many seconds
@@ -255,13 +279,39 @@ class ConsumerThread(threading.Thread):
             self._client_id = int(self._redis.client_id())
         if next_due >= 0:
             block = min(block, max(MIN_BLOCK, (next_due - now_ms) / 1000))
-        raw = self._redis.blmove(
+        return self._pop_and_start(block)
+
+    def _pop_and_start(self, block: float) -> list[bytes]:
+        """A blocking pop of one job, with the script that counts its start sent behind it
+        in the same write (Redis runs it once the pop is served): one round trip, not two."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.blmove(
             self.keys.ready,
             self._processing,
             block,  # type: ignore[arg-type]  # Redis takes fractions
             "RIGHT",
             "LEFT",
         )
+        self._scripts.queue_on(pipe, self._start_popped_call)
+        lapses = self._heartbeat.lapses
+        raw, started = pipe.execute(raise_on_error=False)
+        if isinstance(raw, Exception):
+            raise raw
+        self._idle = raw is None
+        if isinstance(started, NoScriptError):  # Redis restarted: the dispatch counts it
+            self._scripts.load(self._start_popped_call.script)
+        elif isinstance(started, Exception):
+            log.warning("consumer.start_script_failed", queue=self.keys.queue, error=str(started))
+        elif started:
+            job_id, attempt = started
+            if raw is None:
+                # Started a job no coroutine holds (left by a lost reply): put it back.
+                self._reconcile_needed = True
+            elif self._heartbeat.unbroken_since(lapses):
+                self._popped_start = (cast("bytes", raw), job_id.decode(), int(attempt))
+            # else the reply came so late that our liveness keys may have lapsed meanwhile,
+            # and the job been recovered and run elsewhere: the dispatch counts its start
+            # again with start.lua, which checks that we still hold it.
         return [] if raw is None else [cast("bytes", raw)]
 
     def _give_back(self, raw: bytes) -> None:

@@ -50,6 +50,7 @@ class HeartbeatThread(threading.Thread):
         self._started_at = time.time()
         self._last_beat = float("-inf")
         self._lapsed = False
+        self.lapses = 0  # beats that found a liveness key gone (its jobs may be recovered)
         self._finished_jobs = finished_jobs
         self._samples: deque[tuple[float, int]] = deque()
         self.beats = 0
@@ -77,6 +78,7 @@ class HeartbeatThread(threading.Thread):
         previous = pipe.execute()[: len(self._keys)]
         self._lapsed = any(old is None for old in previous)
         if self.beats and self._lapsed:
+            self.lapses += 1
             log.warning(
                 "worker.heartbeat_lapsed",
                 worker_id=worker_id,
@@ -118,6 +120,11 @@ class HeartbeatThread(threading.Thread):
         """Seconds our liveness keys surely still live (counted from before the last beat
         was sent, so the server's clock can only be later); negative once they may lapse."""
         return self._settings.heartbeat_ttl - (time.monotonic() - self._last_beat)
+
+    def unbroken_since(self, lapses: int) -> bool:
+        """Whether our liveness keys have lived without a break since `lapses` was read (and
+        live now): then no other worker can have recovered a job we held at that time."""
+        return self.lapses == lapses and self.remaining_life() > 0
 
     def fresh(self) -> bool:
         """Whether taking a job is safe: the keys outlive the next beat.

@@ -1,7 +1,8 @@
 -- Take up to ARGV[2] jobs for one worker in one step: first move delayed jobs that are due to
 -- the consuming end of the ready list, then move jobs from the consuming end of the ready
 -- list into the worker's processing list (the same move BLMOVE makes, k at a time).
--- An idle queue costs three commands: this script, one ZRANGE and one LMOVE.
+-- An idle queue costs three commands: this script, one ZRANGE and one LMOVE; two when
+-- ARGV[2] is 0 (after a blocking pop timed out, the consumer only promotes due jobs here).
 -- KEYS[1]  ready list            coroq:{Q}:ready
 -- KEYS[2]  processing list       coroq:{Q}:processing:<worker-id>
 -- KEYS[3]  delayed set           coroq:{Q}:delayed

@@ -180,3 +180,22 @@ def test_sigterm_leaves_delayed_retries_in_place_and_exits_zero(
     assert redis_client.zcard(keys.delayed) == 1
     assert processing_total(redis_client, keys) == 0
     assert not redis_client.exists(keys.worker(worker_id(worker)))
+
+
+def test_pops_that_time_out_while_a_job_runs_count_its_attempt_once(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    """An idle worker counts a popped job's start in the pop's own round trip; the pops that
+    time out while that job runs find it at the head of the processing list, already
+    started, and must not count it again (nor its retry, popped by the same worker)."""
+    worker = start_worker(env={"COROQ_POLL_TIMEOUT": "0.1"})
+    job_id = producer.push("tests.nap", 1.5)
+    found = wait_for_outcome(redis_client, keys, job_id)
+    assert found["status"] == "succeeded"
+    assert found["attempts"] == 1
+    assert job_events(worker, "job.started") == [job_id]
+
+    retried = producer.push("tests.flaky", 2, _max_attempts=3)  # fails once, then succeeds
+    found = wait_for_outcome(redis_client, keys, retried)
+    assert (found["status"], found["attempts"], found["result"]) == ("succeeded", 2, 2)
+    assert processing_total(redis_client, keys) == 0
