@@ -65,3 +65,15 @@ def test_compare_quick_coroq_only(tmp_path: Path) -> None:
     assert "coroq" in result.stdout
     if util.find_spec("matplotlib") is not None:
         assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_handoff_floor_runs_and_reports_a_rate() -> None:
+    command = [sys.executable, str(REPO_ROOT / "bench" / "handoff_floor.py")]
+    command += ["--jobs", "500", "--rounds", "1"]
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("hand-off floor"), result.stdout
+    assert " jobs/s, " in result.stdout
+    assert " us per job " in result.stdout
