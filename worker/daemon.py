@@ -165,8 +165,10 @@ class Worker:
         await warn_if_redis_may_evict(client, self.health)
         scripts = AsyncScripts(client)
         self.reaper = Reaper(client, self.settings, scripts)
-        reaping = asyncio.create_task(run_periodically("reaper", self.reaper.step, self.health))
-        self._housekeeping.append(reaping)
+        for name, step in (("reaper", self.reaper.step), ("reaper.scan", self.reaper.scan_step)):
+            self._housekeeping.append(
+                asyncio.create_task(run_periodically(name, step, self.health))
+            )
         interval = self.notifier.watchdog_interval()
         if interval is not None:
             # Pinged from the loop itself: a wedged loop stops the pings, and systemd

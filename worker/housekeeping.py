@@ -10,7 +10,6 @@ through, so shutdown stops it at once.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 
 import redis
@@ -80,18 +79,27 @@ class Reaper:
         self._settings = settings
         self._scripts = scripts
         self._keys = [QueueKeys(queue, settings.prefix) for queue in settings.queues]
-        self._last_full_scan = float("-inf")
 
     async def step(self) -> float:
+        """Recover the jobs of every listed worker that is gone; the regular pass."""
         members = await self._redis.smembers(workers_key(self._settings.prefix))
         owners = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
-        if time.monotonic() - self._last_full_scan >= FULL_SCAN_EVERY:
-            owners |= await self._owners_by_scan()
-            self._last_full_scan = time.monotonic()
+        await self._recover_all(owners)
+        return float(self._settings.reaper_interval)
+
+    async def scan_step(self) -> float:
+        """Recover the jobs of workers missing from the set of workers, found by SCAN.
+
+        A loop of its own: a SCAN over a large keyspace (and a slow link) takes a while, and
+        must not hold up the regular pass.
+        """
+        await self._recover_all(await self._owners_by_scan())
+        return FULL_SCAN_EVERY
+
+    async def _recover_all(self, owners: set[str]) -> None:
         owners.discard(self._settings.worker_id)
         for owner in owners:
             await self._recover(owner)
-        return float(self._settings.reaper_interval)
 
     async def _recover(self, owner: str) -> None:
         keep = False

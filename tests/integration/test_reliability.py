@@ -199,3 +199,16 @@ def test_pops_that_time_out_while_a_job_runs_count_its_attempt_once(
     found = wait_for_outcome(redis_client, keys, retried)
     assert (found["status"], found["attempts"], found["result"]) == ("succeeded", 2, 2)
     assert processing_total(redis_client, keys) == 0
+
+
+def test_jobs_of_a_worker_missing_from_the_set_of_workers_are_found_by_scan(
+    start_worker, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    """A processing list whose owner never made it into `coroq:workers` (or was removed from
+    it) is found by the reaper's SCAN, which runs as the worker starts."""
+    raw = orjson.dumps({"task": "tests.add", "id": "orphan-1", "args": [1, 2]})
+    redis_client.lpush(keys.processing("unlisted-worker"), raw)
+    start_worker()
+    found = wait_for_outcome(redis_client, keys, "orphan-1")
+    assert (found["status"], found["result"]) == ("succeeded", 3)
+    assert not redis_client.exists(keys.processing("unlisted-worker"))
