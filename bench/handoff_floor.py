@@ -15,19 +15,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import threading
 import time
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as `python bench/handoff_floor.py`
+    sys.path.insert(0, str(REPO_ROOT))
 
-def new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop  # optional, as in the worker
-    except ImportError:
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
+from worker.loop_thread import new_event_loop  # noqa: E402 - the worker's own loop choice
 
 
 async def empty_job() -> None:
@@ -61,7 +60,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
-    loop = new_loop()
+    loop = new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="loop", daemon=True)
     thread.start()
     seconds = [one_round(loop, options.jobs, options.concurrency) for _ in range(options.rounds)]

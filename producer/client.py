@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
@@ -89,7 +89,12 @@ def _batch(
     return Batch(keys.delayed, False, payloads, ids, schedule.due_ms(time.time()))
 
 
-def _send(pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline, batch: Batch) -> None:
+AnyPipeline = redis.client.Pipeline | redis.asyncio.client.Pipeline
+# A sync or an async pipeline, given back as it came.
+PipelineT = TypeVar("PipelineT", redis.client.Pipeline, redis.asyncio.client.Pipeline)
+
+
+def _send(pipe: AnyPipeline, batch: Batch) -> None:
     """Queue the batch's command on a pipeline (sync or async: queuing is synchronous)."""
     if batch.due_ms is not None:
         # A sorted set holds a member once: byte-identical jobs (a file repeating a job with
@@ -99,6 +104,20 @@ def _send(pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline, batch: Ba
         pipe.rpush(batch.key, *batch.payloads)
     else:
         pipe.lpush(batch.key, *batch.payloads)
+
+
+def _read_statuses(pipe: PipelineT, keys: QueueKeys, ids: Iterable[str]) -> PipelineT:
+    """Queue a read of each job's status (sync or async pipeline: queuing is synchronous)."""
+    for job_id in ids:
+        pipe.hget(keys.job(job_id), "status")
+    return pipe
+
+
+def _read_records(pipe: PipelineT, keys: QueueKeys, ids: Iterable[str]) -> PipelineT:
+    """Queue a read of each job's whole record."""
+    for job_id in ids:
+        pipe.hgetall(keys.job(job_id))
+    return pipe
 
 
 # Batches sent per pipeline round trip.
@@ -258,14 +277,10 @@ class Producer(_ProducerBase):
         waiter = Waiter(ids, timeout)
         while True:
             for chunk in waiter.chunks():
-                pipe = self.redis.pipeline(transaction=False)
-                for job_id in chunk:
-                    pipe.hget(keys.job(job_id), "status")
+                pipe = _read_statuses(self.redis.pipeline(transaction=False), keys, chunk)
                 final = waiter.final_ids(chunk, pipe.execute())
                 if final:
-                    pipe = self.redis.pipeline(transaction=False)
-                    for job_id in final:
-                        pipe.hgetall(keys.job(job_id))
+                    pipe = _read_records(self.redis.pipeline(transaction=False), keys, final)
                     waiter.finish(final, pipe.execute())
             if waiter.done:
                 return waiter.records
@@ -370,14 +385,10 @@ class AsyncProducer(_ProducerBase):
         waiter = Waiter(ids, timeout)
         while True:
             for chunk in waiter.chunks():
-                pipe = self.redis.pipeline(transaction=False)
-                for job_id in chunk:
-                    pipe.hget(keys.job(job_id), "status")
+                pipe = _read_statuses(self.redis.pipeline(transaction=False), keys, chunk)
                 final = waiter.final_ids(chunk, await pipe.execute())
                 if final:
-                    pipe = self.redis.pipeline(transaction=False)
-                    for job_id in final:
-                        pipe.hgetall(keys.job(job_id))
+                    pipe = _read_records(self.redis.pipeline(transaction=False), keys, final)
                     waiter.finish(final, await pipe.execute())
             if waiter.done:
                 return waiter.records

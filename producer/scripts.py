@@ -150,7 +150,8 @@ def start_popped_call(
 ) -> ScriptCall:
     """Count the start of the job a BLMOVE just moved to the head of the worker's processing
     list, when the job is new and well formed (start_popped.lua says how it tells); returns
-    [] when it started nothing, else [job id, attempt number]. Sent right behind the pop."""
+    [] when it started nothing, else [job id, attempt number]. Sent right behind the pop;
+    a consumer builds it once and sends the same call with every pop."""
     args: list[str | bytes | int | float] = [
         worker_id,
         ttl,

@@ -14,7 +14,8 @@
 -- ARGV[3]  queue name
 -- ARGV[4]  prefix of a job record's key   coroq:{Q}:job:
 -- ARGV[5]  this consumer's token prefix
--- ARGV[6]  this call's token (starts with ARGV[5])
+-- ARGV[6]  the token the record keeps (starts with ARGV[5]; the same for every call of
+--          one consumer, which builds the call once)
 -- ARGV[7]  max_payload_bytes
 -- ARGV[8]  max_attempts of tasks that set none
 -- then pairs from ARGV[9]: a registered task's name, its own max_attempts (0: none)
