@@ -49,18 +49,24 @@ class JobEnvelope(BaseModel):
         # Built by hand rather than with model_dump: `args` came from JSON (or went through
         # it, in `build_envelope`), so it serialises as it is, and a large file pushes twice
         # as fast. An absent and a null optional field mean the same; ours are left out when
-        # null. Unknown fields are written back exactly as they came, nulls included.
-        data: dict[str, Any] = {"task": self.task, "args": self.args}
-        for name in _OPTIONAL_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                data[name] = value
-        if self.model_extra:
-            data.update(self.model_extra)
-        return orjson.dumps(data)
+        # null (`task` and `args` never are). Unknown fields are written back exactly as they
+        # came, nulls included.
+        data = {name: value for name, value in self.__dict__.items() if value is not None}
+        if self.__pydantic_extra__:
+            data.update(self.__pydantic_extra__)
+        return compact_json(data)
 
 
-_OPTIONAL_FIELDS = ("id", "max_attempts", "timeout", "enqueued_at")
+def compact_json(value: Any) -> bytes:
+    """`orjson.dumps(value)`, copied into a bytes object of its own size.
+
+    orjson writes into a buffer of at least a kilobyte, then shrinks it. Thousands of such
+    shrunken buffers alive at once (a batch of payloads waiting for its push) fragment the C
+    heap, and every further allocation slows down: encoding a 100,000-job file took ten
+    times longer than encoding the same jobs one at a time. The copy comes from Python's own
+    small-object allocator and the large buffer is freed at once, to be reused by the next call.
+    """
+    return bytes(memoryview(orjson.dumps(value)))
 
 
 def new_job_id() -> str:
@@ -104,10 +110,13 @@ def validate_envelope(
 
 def stamp(envelope: JobEnvelope) -> JobEnvelope:
     """Give the envelope an id and an enqueue time when the producer did not set them."""
-    if envelope.id is None:
-        envelope.id = new_job_id()
-    if envelope.enqueued_at is None:
-        envelope.enqueued_at = time.time()
+    # Written to the model's fields directly: both values are valid by construction, and
+    # the validating `BaseModel.__setattr__` cost as much as encoding the whole job.
+    fields = envelope.__dict__
+    if fields["id"] is None:
+        fields["id"] = new_job_id()
+    if fields["enqueued_at"] is None:
+        fields["enqueued_at"] = time.time()
     return envelope
 
 

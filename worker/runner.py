@@ -15,9 +15,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import orjson
 import structlog
 
+from producer.envelope import compact_json
 from worker.context import JobInfo, set_current_job
 from worker.errors import HandlerFailed, JobError, JobTimeout, ResultNotSerializable, WorkerLost
 from worker.http_session import SharedHttpSession
@@ -94,7 +94,7 @@ class JobRunner:
             async with limit:
                 result = await self._call_with_timeout(job)
         try:
-            return orjson.dumps(result)
+            return compact_json(result)  # held until its outcome is written
         except TypeError as exc:
             raise ResultNotSerializable(
                 f"the task's result is not JSON-serialisable: {exc}"

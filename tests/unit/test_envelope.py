@@ -15,6 +15,8 @@ from producer.envelope import (
     MAX_ID_LENGTH,
     JobEnvelope,
     build_envelope,
+    compact_json,
+    stamp,
     validate_envelope,
 )
 from producer.errors import InvalidJob
@@ -130,6 +132,22 @@ def test_build_envelope_stamps_an_id_and_the_enqueue_time() -> None:
     assert envelope.enqueued_at is not None
     assert before <= envelope.enqueued_at <= time.time()
     assert envelope.args == ["hi"]
+
+
+def test_a_stamped_envelope_shows_its_id_and_time_everywhere() -> None:
+    envelope = stamp(validate_envelope({"task": "echo", "extra": None}))
+    wire = orjson.loads(envelope.to_json())
+    assert wire["id"] == envelope.id == envelope.model_dump()["id"]
+    assert wire["enqueued_at"] == envelope.enqueued_at == envelope.model_dump()["enqueued_at"]
+    assert wire["extra"] is None
+    # A given id and time are kept.
+    again = stamp(validate_envelope(wire))
+    assert (again.id, again.enqueued_at) == (envelope.id, envelope.enqueued_at)
+
+
+@given(json_values)
+def test_compact_json_writes_what_orjson_writes(value: Any) -> None:
+    assert compact_json(value) == orjson.dumps(value)
 
 
 def test_build_envelope_keeps_a_given_id_and_options() -> None:
