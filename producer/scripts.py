@@ -39,9 +39,15 @@ SCRIPT_NAMES = (
 )
 
 
+# Scripts that begin with the functions of another file (Redis scripts cannot import).
+SCRIPT_PRELUDES = {"take": "start_job", "start_popped": "start_job"}
+
+
 @cache
 def script_source(name: str) -> str:
-    return resources.files("producer").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    text = resources.files("producer").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    prelude = SCRIPT_PRELUDES.get(name)
+    return text if prelude is None else f"{script_source(prelude)}\n{text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +94,53 @@ def _attempt_arg(attempt: int | None) -> str:
 
 
 def take_call(
-    keys: QueueKeys, worker_id: str, now_ms: int, most: int, promote_limit: int
+    keys: QueueKeys,
+    worker_id: str,
+    now_ms: int,
+    most: int,
+    promote_limit: int,
+    starts: MovedJobStarts | None = None,
+    token: str = "",
 ) -> ScriptCall:
-    return ScriptCall(
-        "take",
-        [keys.ready, keys.processing(worker_id), keys.delayed],
-        [now_ms, most, promote_limit],
-    )
+    """Take up to `most` jobs (due delayed jobs promoted first); with `starts`, also count
+    the start of each job taken that the script can vouch for (start_job.lua), with `token`
+    in its record (`start_token`)."""
+    args: list[str | bytes | int | float] = [now_ms, most, promote_limit]
+    if starts is not None:
+        args.extend(starts.args(token))
+    return ScriptCall("take", [keys.ready, keys.processing(worker_id), keys.delayed], args)
+
+
+@dataclass(frozen=True, slots=True)
+class MovedJobStarts:
+    """What take.lua and start_popped.lua need to count the start of a job they move into a
+    worker's processing list (start_job.lua), but the token of the call. A consumer builds
+    it once."""
+
+    before_token: tuple[str | bytes | int | float, ...]
+    after_token: tuple[str | bytes | int | float, ...]
+
+    def args(self, token: str) -> list[str | bytes | int | float]:
+        return [*self.before_token, token, *self.after_token]
+
+    @classmethod
+    def of(
+        cls,
+        keys: QueueKeys,
+        *,
+        worker_id: str,
+        ttl: int,
+        max_payload_bytes: int,
+        default_max_attempts: int,
+        task_max_attempts: dict[str, int | None],
+    ) -> MovedJobStarts:
+        tasks: list[str | int] = []
+        for task, max_attempts in task_max_attempts.items():
+            tasks.extend((task, max_attempts or 0))
+        return cls(
+            (worker_id, ttl, keys.queue, keys.job("")),
+            (max_payload_bytes, default_max_attempts, *tasks),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,16 +166,19 @@ def start_call(
     worker_id: str,
     started_at: float,
     ttl: int,
+    token: str | None = None,
     token_prefix: str = "",
 ) -> ScriptCall:
     """Count a new attempt of each job still held (one round trip for a batch); returns the
     attempt numbers, 0 for a job no longer held.
 
-    The call carries a token of its own, so sending it again after a lost reply (the
-    connection dropped) counts nothing twice; the token begins with `token_prefix`, which
-    tells `start_popped_call` which jobs its consumer has started already.
+    The call carries a token, by default a new one beginning with `token_prefix`
+    (`start_token`), so sending it again after a lost reply (the connection dropped) counts
+    nothing twice. Given the token of the take that moved the jobs, it does not count again
+    the jobs whose start that take counted.
     """
-    token = start_token(token_prefix)
+    if token is None:
+        token = start_token(token_prefix)
     args: list[str | bytes | int | float] = [worker_id, repr(started_at), ttl, keys.queue, token]
     for start in starts:
         enqueued = "" if start.enqueued_at is None else repr(float(start.enqueued_at))
@@ -139,32 +188,14 @@ def start_call(
 
 
 def start_popped_call(
-    keys: QueueKeys,
-    *,
-    worker_id: str,
-    ttl: int,
-    token_prefix: str,
-    max_payload_bytes: int,
-    default_max_attempts: int,
-    task_max_attempts: dict[str, int | None],
+    keys: QueueKeys, *, worker_id: str, token: str, token_prefix: str, starts: MovedJobStarts
 ) -> ScriptCall:
     """Count the start of the job a BLMOVE just moved to the head of the worker's processing
     list, when the job is new and well formed (start_popped.lua says how it tells); returns
-    [] when it started nothing, else [job id, attempt number]. Sent right behind the pop;
-    a consumer builds it once and sends the same call with every pop."""
-    args: list[str | bytes | int | float] = [
-        worker_id,
-        ttl,
-        keys.queue,
-        keys.job(""),
-        token_prefix,
-        start_token(token_prefix),
-        max_payload_bytes,
-        default_max_attempts,
-    ]
-    for task, max_attempts in task_max_attempts.items():
-        args.extend((task, max_attempts or 0))
-    return ScriptCall("start_popped", [keys.processing(worker_id)], args)
+    [] when it started nothing, else [job id, attempt number]. Sent right behind the pop."""
+    return ScriptCall(
+        "start_popped", [keys.processing(worker_id)], [token_prefix, *starts.args(token)]
+    )
 
 
 def ack_call(

@@ -14,6 +14,7 @@ import contextlib
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -26,6 +27,7 @@ from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
 from producer.scripts import (
     JobStart,
+    MovedJobStarts,
     ScriptCall,
     SyncScripts,
     adopt_call,
@@ -33,6 +35,7 @@ from producer.scripts import (
     requeue_call,
     start_call,
     start_popped_call,
+    start_token,
     take_call,
 )
 from worker.errors import MalformedJob
@@ -60,6 +63,24 @@ MIN_BLOCK = 0.001
 POP_SAFETY_MARGIN = 0.2
 # How often a consumer waiting for a free slot checks whether it should stop.
 SLOT_WAIT = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class TakenJob:
+    """A job moved into our processing list by a script call with this start token, and
+    its attempt if that script counted its start already."""
+
+    raw: bytes
+    token: str
+    started: tuple[str, int] | None = None  # (job id, attempt number)
+
+    @classmethod
+    def of_reply(cls, entry: bytes | list[Any], token: str, *, trusted: bool) -> TakenJob:
+        """From a script's reply: the job's bytes, or [bytes, job id, attempt number]."""
+        if isinstance(entry, bytes):
+            return cls(entry, token)
+        raw, job_id, attempt = entry
+        return cls(raw, token, (job_id.decode(), int(attempt)) if trusted else None)
 
 
 class ConsumerThread(threading.Thread):
@@ -106,20 +127,21 @@ class ConsumerThread(threading.Thread):
         # The last blocking pop timed out: the queue was idle, so the next take only
         # promotes due delayed jobs (the pop that follows takes a job, if one came).
         self._idle = False
+        # The last jobs came from a blocking pop (the queue had been empty).
+        self._popped = False
         # Begins the token of every start this thread records, so that the script sent
         # behind a blocking pop can tell a job it has started already from a new one.
         self._token_prefix = f"{new_job_id()[:16]}-"
-        self._start_popped_call = start_popped_call(
+        # Lets the take script and the one sent behind a blocking pop count the start of
+        # the jobs they move, in the same round trip.
+        self._moved_starts = MovedJobStarts.of(
             keys,
             worker_id=settings.worker_id,
             ttl=settings.result_ttl,
-            token_prefix=self._token_prefix,
             max_payload_bytes=settings.max_payload_bytes,
             default_max_attempts=settings.default_max_attempts,
             task_max_attempts={name: registry.get(name).max_attempts for name in registry.names()},
         )
-        # The job the last blocking pop took and its script started: (raw, id, attempt).
-        self._popped_start: tuple[bytes, str, int] | None = None
 
     def run(self) -> None:
         delay = ReconnectDelay()
@@ -134,11 +156,16 @@ class ConsumerThread(threading.Thread):
                     return  # the queue is empty
                 continue
             if self._stop_taking.is_set():  # taken by a pop that was under way at the signal
-                for raw in taken:
+                for job in taken:
                     self._slots.release()
-                    self._give_back(raw)
+                    self._give_back(job.raw)
                 break
             self._dispatch_batch(taken)
+            if self._popped:
+                # The job came to an idle worker: give up the GIL so that the loop thread,
+                # woken by the hand-off, starts it now rather than once this thread blocks
+                # in its next round trip (a fifth of a millisecond here).
+                time.sleep(0)
         self._redis.close()
 
     def wake(self) -> None:
@@ -158,17 +185,21 @@ class ConsumerThread(threading.Thread):
         finally:
             client.close()
 
-    def _dispatch_batch(self, taken: list[bytes]) -> None:
-        """Decode the jobs taken together, count their attempts in one round trip, and hand
-        each to the event loop as its own coroutine."""
-        jobs = [job for raw in taken if (job := self._prepare_safely(raw)) is not None]
-        popped, self._popped_start = self._popped_start, None
-        for job in jobs:
-            if popped is not None and (job.raw, job.id) == popped[:2] and job.stamped is None:
-                job.attempt = popped[2]  # counted by the script sent behind the pop
+    def _dispatch_batch(self, taken: list[TakenJob]) -> None:
+        """Decode the jobs taken together, count the attempts that the scripts which took
+        them did not count in one round trip, and hand each job to the event loop as its own
+        coroutine."""
+        jobs: list[ReceivedJob] = []
+        for entry in taken:
+            job = self._prepare_safely(entry.raw)
+            if job is None:
+                continue
+            if entry.started is not None and entry.started[0] == job.id and job.stamped is None:
+                job.attempt = entry.started[1]
+            jobs.append(job)
         to_count = [job for job in jobs if job.attempt == 0]
         try:
-            attempts = self._count_attempts(to_count) if to_count else []
+            attempts = self._count_attempts(to_count, taken[0].token) if to_count else []
         except Exception as exc:
             for job in jobs:
                 self._slots.release()
@@ -202,7 +233,10 @@ class ConsumerThread(threading.Thread):
             self._dead_letter_after_bug(raw, exc)
             return None
 
-    def _count_attempts(self, jobs: list[ReceivedJob]) -> list[int]:
+    def _count_attempts(self, jobs: list[ReceivedJob], token: str) -> list[int]:
+        """Count the start of jobs taken together, with the token of the call that took
+        them: a job whose start that call counted already (its reply came too late to be
+        trusted) is not counted twice."""
         starts = [
             JobStart(job.id, job.raw, job.task, job.max_attempts, job.envelope.enqueued_at)
             for job in jobs
@@ -213,7 +247,7 @@ class ConsumerThread(threading.Thread):
             worker_id=self._settings.worker_id,
             started_at=time.time(),
             ttl=self._settings.result_ttl,
-            token_prefix=self._token_prefix,
+            token=token,
         )
         return cast("list[int]", self._run_script(call))
 
@@ -238,7 +272,7 @@ class ConsumerThread(threading.Thread):
             taken += 1
         return taken
 
-    def _take_or_wait(self, delay: ReconnectDelay, slots: int) -> list[bytes]:
+    def _take_or_wait(self, delay: ReconnectDelay, slots: int) -> list[TakenJob]:
         """Take up to `slots` jobs; on a Redis error, log it, wait a backoff delay, take none."""
         try:
             taken = self._take(slots)
@@ -255,18 +289,33 @@ class ConsumerThread(threading.Thread):
         self._health.succeeded()
         return taken
 
-    def _take(self, most: int) -> list[bytes]:
+    def _take(self, most: int) -> list[TakenJob]:
         """Jobs waiting now (due delayed jobs promoted first), else a blocking pop of one."""
         if self._reconcile_needed:
             self._return_unknown_jobs()
             self._reconcile_needed = False
         now_ms = int(time.time() * 1000)
         most = 0 if self._idle else most
-        call = take_call(self.keys, self._settings.worker_id, now_ms, most, PROMOTE_BATCH)
+        token = start_token(self._token_prefix)
+        call = take_call(
+            self.keys,
+            self._settings.worker_id,
+            now_ms,
+            most,
+            PROMOTE_BATCH,
+            self._moved_starts,
+            token,
+        )
+        lapses = self._heartbeat.lapses
+        self._popped = False
         next_due, *taken = cast("list[Any]", self._scripts.run(call))
         self._health.succeeded()  # now, not after a blocking pop of many seconds
         if taken:
-            return cast("list[bytes]", taken)
+            # A reply so late that our liveness keys may have lapsed meanwhile: the jobs may
+            # have been recovered and run elsewhere, so the dispatch counts their starts again
+            # with start.lua, which checks that we still hold them.
+            trusted = self._heartbeat.unbroken_since(lapses)
+            return [TakenJob.of_reply(entry, token, trusted=trusted) for entry in taken]
         # Nothing waits: block until a job is pushed, a delayed job falls due, or it is time
         # to check again (stop, and delayed jobs pushed by others meanwhile).
         # A pop must end before our liveness keys could lapse: a worker frozen (SIGSTOP, a VM
@@ -279,11 +328,18 @@ class ConsumerThread(threading.Thread):
             self._client_id = int(self._redis.client_id())
         if next_due >= 0:
             block = min(block, max(MIN_BLOCK, (next_due - now_ms) / 1000))
-        return self._pop_and_start(block)
+        return self._pop_and_start(block, token)
 
-    def _pop_and_start(self, block: float) -> list[bytes]:
+    def _pop_and_start(self, block: float, token: str) -> list[TakenJob]:
         """A blocking pop of one job, with the script that counts its start sent behind it
         in the same write (Redis runs it once the pop is served): one round trip, not two."""
+        start = start_popped_call(
+            self.keys,
+            worker_id=self._settings.worker_id,
+            token=token,
+            token_prefix=self._token_prefix,
+            starts=self._moved_starts,
+        )
         pipe = self._redis.pipeline(transaction=False)
         pipe.blmove(
             self.keys.ready,
@@ -292,27 +348,27 @@ class ConsumerThread(threading.Thread):
             "RIGHT",
             "LEFT",
         )
-        self._scripts.queue_on(pipe, self._start_popped_call)
+        self._scripts.queue_on(pipe, start)
         lapses = self._heartbeat.lapses
         raw, started = pipe.execute(raise_on_error=False)
         if isinstance(raw, Exception):
             raise raw
         self._idle = raw is None
+        self._popped = True
         if isinstance(started, NoScriptError):  # Redis restarted: the dispatch counts it
-            self._scripts.load(self._start_popped_call.script)
+            self._scripts.load(start.script)
         elif isinstance(started, Exception):
             log.warning("consumer.start_script_failed", queue=self.keys.queue, error=str(started))
-        elif started:
-            job_id, attempt = started
-            if raw is None:
-                # Started a job no coroutine holds (left by a lost reply): put it back.
-                self._reconcile_needed = True
-            elif self._heartbeat.unbroken_since(lapses):
-                self._popped_start = (cast("bytes", raw), job_id.decode(), int(attempt))
-            # else the reply came so late that our liveness keys may have lapsed meanwhile,
-            # and the job been recovered and run elsewhere: the dispatch counts its start
-            # again with start.lua, which checks that we still hold it.
-        return [] if raw is None else [cast("bytes", raw)]
+        elif started and raw is None:
+            # Started a job no coroutine holds (left by a lost reply): put it back.
+            self._reconcile_needed = True
+        if raw is None:
+            return []
+        if not started or isinstance(started, Exception):
+            return [TakenJob(cast("bytes", raw), token)]
+        # As in `_take`, a reply that came too late is not trusted.
+        trusted = self._heartbeat.unbroken_since(lapses)
+        return [TakenJob.of_reply([raw, *started], token, trusted=trusted)]
 
     def _give_back(self, raw: bytes) -> None:
         """Return a job taken but not started to the consuming end of the ready list."""

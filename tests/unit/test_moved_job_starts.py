@@ -1,6 +1,8 @@
-"""start_popped.lua: the script sent behind a blocking pop counts the start of a new, well-formed
-job at the head of the processing list, and leaves everything else to the worker's own checks
-(real redis-server: the script decodes JSON with Redis's cjson)."""
+"""The scripts that count the start of the jobs they move (start_job.lua): start_popped.lua,
+sent behind a blocking pop, counts the start of a new, well-formed job at the head of the
+processing list; take.lua counts the start of each well-formed job it takes. Everything else
+is left to the worker's own checks (real redis-server: the scripts decode JSON with Redis's
+cjson)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,15 @@ import redis
 
 from producer.keys import QueueKeys
 from producer.records import decode_record
-from producer.scripts import JobStart, SyncScripts, start_call, start_popped_call
+from producer.scripts import (
+    JobStart,
+    MovedJobStarts,
+    SyncScripts,
+    start_call,
+    start_popped_call,
+    start_token,
+    take_call,
+)
 
 WORKER = "w-1"
 TTL = 600
@@ -25,17 +35,34 @@ def scripts(redis_client: redis.Redis) -> SyncScripts:
     return SyncScripts(redis_client)
 
 
-def pop_start(scripts: SyncScripts, keys: QueueKeys, prefix: str = PREFIX) -> list[Any]:
-    call = start_popped_call(
+def moved_starts(keys: QueueKeys) -> MovedJobStarts:
+    return MovedJobStarts.of(
         keys,
         worker_id=WORKER,
         ttl=TTL,
-        token_prefix=prefix,
         max_payload_bytes=1000,
         default_max_attempts=3,
         task_max_attempts=TASKS,
     )
+
+
+def pop_start(scripts: SyncScripts, keys: QueueKeys, prefix: str = PREFIX) -> list[Any]:
+    call = start_popped_call(
+        keys,
+        worker_id=WORKER,
+        token=start_token(prefix),
+        token_prefix=prefix,
+        starts=moved_starts(keys),
+    )
     return list(scripts.run(call))
+
+
+def take(scripts: SyncScripts, keys: QueueKeys, most: int = 10, token: str = "") -> list[Any]:
+    """The jobs take.lua moves, each as bytes or [bytes, id, attempt]."""
+    call = take_call(keys, WORKER, 0, most, 100, moved_starts(keys), token or start_token(PREFIX))
+    next_due, *taken = scripts.run(call)
+    assert next_due == -1
+    return list(taken)
 
 
 def popped(client: redis.Redis, keys: QueueKeys, job: dict[str, Any] | bytes) -> bytes:
@@ -111,10 +138,68 @@ def test_a_job_this_consumer_started_already_is_left_alone(
 def test_anything_the_worker_might_judge_otherwise_is_left_to_it(
     redis_client: redis.Redis, scripts: SyncScripts, keys: QueueKeys, payload: Any
 ) -> None:
-    popped(redis_client, keys, payload)
+    raw = popped(redis_client, keys, payload)
     assert pop_start(scripts, keys) == []
     assert not redis_client.exists(keys.job("j"))
     assert redis_client.llen(keys.processing(WORKER)) == 1  # the job itself is untouched
+    # take.lua judges alike: it moves the job and leaves its start to the worker.
+    redis_client.delete(keys.processing(WORKER))
+    redis_client.lpush(keys.ready, raw)
+    assert take(scripts, keys) == [raw]
+    assert not redis_client.exists(keys.job("j"))
+    assert redis_client.lrange(keys.processing(WORKER), 0, -1) == [raw]
+
+
+def test_take_counts_the_start_of_each_well_formed_job_it_takes(
+    redis_client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
+) -> None:
+    good = orjson.dumps({"task": "echo", "id": "t-1", "args": ["hi"], "enqueued_at": 2.5})
+    no_id = orjson.dumps({"task": "echo", "args": []})
+    limited = orjson.dumps({"task": "limited", "id": "t-2"})
+    redis_client.lpush(keys.ready, good, no_id, limited)  # good is taken first
+    taken = take(scripts, keys, most=2)
+    assert taken == [[good, b"t-1", 1], no_id]
+    assert redis_client.lrange(keys.ready, 0, -1) == [limited]  # at most 2
+    found = decode_record(redis_client.hgetall(keys.job("t-1")))
+    assert found is not None
+    assert (found["status"], found["attempts"], found["max_attempts"]) == ("running", 1, 3)
+    assert (found["worker"], found["task"], found["queue"]) == (WORKER, "echo", keys.queue)
+    assert found["enqueued_at"] == 2.5
+    assert found["started_at"] > 1_700_000_000  # the server's clock
+    assert redis_client.hget(keys.job("t-1"), "start_token").decode().startswith(PREFIX)
+    assert 0 < redis_client.ttl(keys.job("t-1")) <= TTL
+    assert take(scripts, keys) == [[limited, b"t-2", 1]]
+    assert redis_client.hget(keys.job("t-2"), "max_attempts") == b"7"
+
+
+def test_a_late_reply_of_take_is_checked_without_counting_twice(
+    redis_client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
+) -> None:
+    """A take whose reply came too late to be trusted: the consumer sends start.lua with the
+    take's token, which counts only the jobs the take did not count itself."""
+    counted = orjson.dumps({"task": "echo", "id": "t-4"})
+    uncounted = orjson.dumps({"task": "echo", "id": "t-5", "max_attempts": 2})
+    redis_client.lpush(keys.ready, counted, uncounted)
+    token = start_token(PREFIX)
+    assert take(scripts, keys, token=token) == [[counted, b"t-4", 1], uncounted]
+    starts = [
+        JobStart("t-4", counted, "echo", 3, None),
+        JobStart("t-5", uncounted, "echo", 2, None),
+    ]
+    call = start_call(keys, starts, worker_id=WORKER, started_at=1.0, ttl=TTL, token=token)
+    assert scripts.run(call) == [1, 1]
+    assert redis_client.hget(keys.job("t-4"), "attempts") == b"1"
+
+
+def test_take_counts_every_start_of_a_job_that_comes_back(
+    redis_client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
+) -> None:
+    """A job retried or recovered to the ready list starts a new attempt when taken again."""
+    raw = orjson.dumps({"task": "echo", "id": "t-3"})
+    redis_client.lpush(keys.ready, raw)
+    assert take(scripts, keys) == [[raw, b"t-3", 1]]
+    redis_client.lmove(keys.processing(WORKER), keys.ready, "LEFT", "RIGHT")
+    assert take(scripts, keys) == [[raw, b"t-3", 2]]
 
 
 def test_an_empty_processing_list_starts_nothing(scripts: SyncScripts, keys: QueueKeys) -> None:
