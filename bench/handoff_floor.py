@@ -2,18 +2,22 @@
 design puts on one worker process.
 
     python bench/handoff_floor.py [--jobs 50000] [--concurrency 100] [--rounds 3]
+    python bench/handoff_floor.py --jobs 5000 --concurrency 500 --sleep-ms 50   # W2's shape
 
 One thread takes a slot from a `threading.BoundedSemaphore`, hands an empty coroutine to an
 event loop running in another thread with `asyncio.run_coroutine_threadsafe` (uvloop when
 installed), and the future's done-callback gives the slot back: the same steps the worker's
 consumer thread and loop thread take for every job (DESIGN §1), minus everything else.
-Prints jobs/s and microseconds per job, median of the rounds.
+Prints jobs/s and microseconds per job, median of the rounds. With `--sleep-ms`, each job
+awaits that long instead of nothing, and the efficiency of W2 (ideal wall / actual, see
+docs/performance.md) is printed too: the most any worker built this way can reach there.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import statistics
 import sys
 import threading
@@ -29,12 +33,16 @@ if str(REPO_ROOT) not in sys.path:  # run as `python bench/handoff_floor.py`
 from worker.loop_thread import new_event_loop  # noqa: E402 - the worker's own loop choice
 
 
-async def empty_job() -> None:
-    """Does nothing: what is measured is the hand-off."""
+async def job(sleep_s: float) -> None:
+    """Does nothing, or only awaits: what is measured is the hand-off."""
+    if sleep_s:
+        await asyncio.sleep(sleep_s)
 
 
-def one_round(loop: asyncio.AbstractEventLoop, jobs: int, concurrency: int) -> float:
-    """Seconds to hand `jobs` empty coroutines to the loop under a cap of `concurrency`."""
+def one_round(
+    loop: asyncio.AbstractEventLoop, jobs: int, concurrency: int, sleep_s: float = 0.0
+) -> float:
+    """Seconds to hand `jobs` coroutines to the loop under a cap of `concurrency`."""
     slots = threading.BoundedSemaphore(concurrency)
     finished = threading.Event()
     done = 0
@@ -49,7 +57,7 @@ def one_round(loop: asyncio.AbstractEventLoop, jobs: int, concurrency: int) -> f
     begin = time.perf_counter()
     for _ in range(jobs):
         slots.acquire()
-        asyncio.run_coroutine_threadsafe(empty_job(), loop).add_done_callback(job_done)
+        asyncio.run_coroutine_threadsafe(job(sleep_s), loop).add_done_callback(job_done)
     finished.wait()
     return time.perf_counter() - begin
 
@@ -59,11 +67,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=50_000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sleep-ms", type=float, default=0.0, help="each job awaits this long")
     options = parser.parse_args()
+    sleep_s = options.sleep_ms / 1000
     loop = new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="loop", daemon=True)
     thread.start()
-    seconds = [one_round(loop, options.jobs, options.concurrency) for _ in range(options.rounds)]
+    seconds = [
+        one_round(loop, options.jobs, options.concurrency, sleep_s) for _ in range(options.rounds)
+    ]
     loop.call_soon_threadsafe(loop.stop)
     thread.join()
     median = statistics.median(seconds)
@@ -73,6 +85,13 @@ def main() -> None:
         f"of {options.jobs:,} jobs, cap {options.concurrency}; "
         f"range {options.jobs / max(seconds):,.0f}-{options.jobs / min(seconds):,.0f} jobs/s)"
     )
+    if sleep_s:
+        ideal = math.ceil(options.jobs / options.concurrency) * sleep_s
+        print(
+            f"efficiency with {options.sleep_ms:g} ms jobs: {ideal / median:.3f} "
+            f"(ideal {ideal:.3f} s / actual {median:.3f} s; "
+            f"range {ideal / max(seconds):.3f}-{ideal / min(seconds):.3f})"
+        )
 
 
 if __name__ == "__main__":

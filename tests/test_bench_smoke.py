@@ -77,3 +77,19 @@ def test_handoff_floor_runs_and_reports_a_rate() -> None:
     assert result.stdout.startswith("hand-off floor"), result.stdout
     assert " jobs/s, " in result.stdout
     assert " us per job " in result.stdout
+
+
+def test_handoff_floor_reports_the_efficiency_of_sleeping_jobs() -> None:
+    """W2's shape on the bare hand-off: the efficiency any worker built this way can reach."""
+    command = [sys.executable, str(REPO_ROOT / "bench" / "handoff_floor.py")]
+    command += ["--jobs", "200", "--concurrency", "50", "--sleep-ms", "5", "--rounds", "1"]
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.splitlines()[-1]
+    assert line.startswith("efficiency with 5 ms jobs: "), result.stdout
+    efficiency = float(line.split(": ")[1].split()[0])
+    # The ideal (4 waves of 5 ms) is a lower bound on the wall, up to the loop's timer
+    # granularity (a millisecond with uvloop).
+    assert 0 < efficiency < 1.5
