@@ -126,6 +126,8 @@ def plan(workload: str, bench: Bench, systems: Sequence[System]) -> list[tuple[s
     if workload == "w1":
         steps.append(("brpop-loop", functools.partial(workloads.brpop_floor, bench)))
         steps.append(("redis-benchmark", functools.partial(workloads.redis_benchmark, bench)))
+    if workload == "w2":
+        steps.append(("handoff-floor", functools.partial(workloads.handoff_floor_w2, bench)))
     if workload == "w5" and coroq:
         steps.append((COROQ, functools.partial(workloads.w5_backlog, bench, coroq)))
     if workload == "push":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import statistics
 import sys
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sleep-ms", type=float, default=0.0, help="each job awaits this long")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     options = parser.parse_args()
     sleep_s = options.sleep_ms / 1000
     loop = new_event_loop()
@@ -85,8 +87,19 @@ def main() -> None:
         f"of {options.jobs:,} jobs, cap {options.concurrency}; "
         f"range {options.jobs / max(seconds):,.0f}-{options.jobs / min(seconds):,.0f} jobs/s)"
     )
+    ideal = math.ceil(options.jobs / options.concurrency) * sleep_s
+    if options.json is not None:
+        figures = {
+            "loop": type(loop).__module__,
+            "jobs": options.jobs,
+            "concurrency": options.concurrency,
+            "sleep_s": sleep_s,
+            "seconds": seconds,
+            "jobs_per_s": options.jobs / median,
+            "efficiency": ideal / median if sleep_s else None,
+        }
+        options.json.write_text(json.dumps(figures))
     if sleep_s:
-        ideal = math.ceil(options.jobs / options.concurrency) * sleep_s
         print(
             f"efficiency with {options.sleep_ms:g} ms jobs: {ideal / median:.3f} "
             f"(ideal {ideal:.3f} s / actual {median:.3f} s; "

@@ -17,17 +17,20 @@ Round = dict[str, dict[str, Outcome]]  # workload -> row -> outcome
 
 ROW_LABELS: dict[str, str] = {s.name: s.label for s in SYSTEMS} | {
     "brpop-loop": "BRPOP loop (floor, 1 process)",
+    "handoff-floor": "hand-off floor (no Redis, 1 process)",
     "redis-benchmark-lpush": "redis-benchmark LPUSH (ceiling)",
     "redis-benchmark-rpop": "redis-benchmark RPOP (ceiling)",
     "coroq-api": "coroq Producer.push_many (API)",
     "coroq-2p": "coroq --processes 2",
 }
+FLOORS = ("brpop-loop", "handoff-floor")  # not systems: what one process can do at most
 PUSH_LABELS = {COROQ: "coroq `producer push` (CLI)"}
 SCALE_LABELS = {COROQ: "coroq, 1 process"}
 ROW_ORDER = [s.name for s in SYSTEMS] + [
     "coroq-api",
     "coroq-2p",
     "brpop-loop",
+    "handoff-floor",
     "redis-benchmark-lpush",
     "redis-benchmark-rpop",
 ]
@@ -374,7 +377,7 @@ def write_chart(
         medians = [s.median for s in spreads]
         errors = [[s.median - s.low for s in spreads], [s.high - s.median for s in spreads]]
         colours = [
-            "tab:orange" if r.startswith(COROQ) else "tab:gray" if r == "brpop-loop" else "tab:blue"
+            "tab:orange" if r.startswith(COROQ) else "tab:gray" if r in FLOORS else "tab:blue"
             for r in rows
         ]
         axis.bar(range(len(rows)), medians, yerr=errors, color=colours, capsize=3)

@@ -46,6 +46,7 @@ from producer import Producer
 from producer.envelope import build_envelope
 
 BRPOP_LOOP = REPO_ROOT / "bench" / "brpop_loop.py"
+HANDOFF_FLOOR = REPO_ROOT / "bench" / "handoff_floor.py"
 WARMUP_JOBS = 5
 SLEEP_S = 0.05
 BURST_EXIT_S = 20.0
@@ -266,6 +267,24 @@ def w2(bench: Bench, system: System) -> Outcome:
         extra={"jobs": jobs, "cap": cap, "ideal_s": ideal, "rss_peak_mb": result.rss_peak_mb},
         problems=result.problems,
     )
+
+
+def handoff_floor_w2(bench: Bench) -> Outcome:
+    """W2's jobs on the bare hand-off of one process (bench/handoff_floor.py): a thread taking
+    slots and handing each coroutine to a loop thread, no Redis, no decoding, no records. The
+    most a worker built this way (coroq's design) can reach."""
+    jobs, cap = bench.sizes.w2_jobs, bench.sizes.w2_cap
+    _, _, log = bench.fresh("floor", "handoff")
+    out = bench.workdir / "handoff-floor-w2.json"
+    args = [sys.executable, str(HANDOFF_FLOOR), "--jobs", str(jobs), "--concurrency", str(cap)]
+    args += ["--sleep-ms", str(SLEEP_S * 1000), "--rounds", "1", "--json", str(out)]
+    code, _, _ = run_to_end(args, bench.launcher.coroq_env(), bench.workdir, log, 300)
+    if code != 0 or not out.exists():
+        raise MeasureError(f"the hand-off floor exited with {code}; see {log}")
+    result = orjson.loads(out.read_bytes())
+    seconds = result["seconds"][0]
+    metrics = {"efficiency": result["efficiency"], "seconds": seconds}
+    return Outcome(metrics, {"jobs": jobs, "cap": cap, "loop": result["loop"]})
 
 
 # -- W3: latency ------------------------------------------------------------------------------
