@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -237,8 +238,16 @@ def dead_call(
     )
 
 
-def requeue_call(keys: QueueKeys, job_id: str, *, worker_id: str, raw: bytes) -> ScriptCall:
-    return ScriptCall("requeue", [keys.processing(worker_id), keys.ready, keys.job(job_id)], [raw])
+def requeue_call(
+    keys: QueueKeys, job_id: str, *, worker_id: str, raw: bytes, start_tokens: Sequence[str] = ()
+) -> ScriptCall:
+    """Put a held job back in the ready list and take back its counted start: always, or,
+    given `start_tokens`, only when one of those calls counted it (requeue.lua)."""
+    return ScriptCall(
+        "requeue",
+        [keys.processing(worker_id), keys.ready, keys.job(job_id)],
+        [raw, *start_tokens],
+    )
 
 
 def adopt_call(keys: QueueKeys, *, worker_id: str, raw: bytes, stamped: bytes) -> ScriptCall:

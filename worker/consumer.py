@@ -17,12 +17,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, cast
 
+import orjson
 import redis
 import structlog
 from redis.exceptions import NoScriptError, RedisError
 
 from producer.connection import is_transient, needs_reconnect, sync_client
-from producer.envelope import new_job_id
+from producer.envelope import MAX_ID_LENGTH, new_job_id
 from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
 from producer.scripts import (
@@ -83,6 +84,16 @@ class TakenJob:
         return cls(raw, token, (job_id.decode(), int(attempt)) if trusted else None)
 
 
+def held_job_id(raw: bytes) -> str:
+    """The id in a held job's envelope, to find its record; "-" (no record) when it has no
+    usable one (such a job's start was never counted by the script that moved it)."""
+    try:
+        job_id = orjson.loads(raw).get("id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return "-"
+    return job_id if isinstance(job_id, str) and 0 < len(job_id) <= MAX_ID_LENGTH else "-"
+
+
 class ConsumerThread(threading.Thread):
     def __init__(
         self,
@@ -129,6 +140,9 @@ class ConsumerThread(threading.Thread):
         self._idle = False
         # The last jobs came from a blocking pop (the queue had been empty).
         self._popped = False
+        # Tokens of take or pop calls whose reply was lost: the jobs they moved into our
+        # processing list, with their starts counted, are put back by the next take.
+        self._lost_tokens: set[str] = set()
         # Begins the token of every start this thread records, so that the script sent
         # behind a blocking pop can tell a job it has started already from a new one.
         self._token_prefix = f"{new_job_id()[:16]}-"
@@ -158,7 +172,7 @@ class ConsumerThread(threading.Thread):
             if self._stop_taking.is_set():  # taken by a pop that was under way at the signal
                 for job in taken:
                     self._slots.release()
-                    self._give_back(job.raw)
+                    self._give_back(job)
                 break
             self._dispatch_batch(taken)
             if self._popped:
@@ -308,7 +322,9 @@ class ConsumerThread(threading.Thread):
         )
         lapses = self._heartbeat.lapses
         self._popped = False
+        self._lost_tokens.add(token)  # until its reply is in
         next_due, *taken = cast("list[Any]", self._scripts.run(call))
+        self._lost_tokens.discard(token)
         self._health.succeeded()  # now, not after a blocking pop of many seconds
         if taken:
             # A reply so late that our liveness keys may have lapsed meanwhile: the jobs may
@@ -350,7 +366,9 @@ class ConsumerThread(threading.Thread):
         )
         self._scripts.queue_on(pipe, start)
         lapses = self._heartbeat.lapses
+        self._lost_tokens.add(token)  # until its reply is in
         raw, started = pipe.execute(raise_on_error=False)
+        self._lost_tokens.discard(token)
         if isinstance(raw, Exception):
             raise raw
         self._idle = raw is None
@@ -370,9 +388,16 @@ class ConsumerThread(threading.Thread):
         trusted = self._heartbeat.unbroken_since(lapses)
         return [TakenJob.of_reply([raw, *started], token, trusted=trusted)]
 
-    def _give_back(self, raw: bytes) -> None:
-        """Return a job taken but not started to the consuming end of the ready list."""
-        call = requeue_call(self.keys, "-", worker_id=self._settings.worker_id, raw=raw)
+    def _give_back(self, job: TakenJob) -> None:
+        """Return a job taken but not started to the consuming end of the ready list, taking
+        back the start its take counted."""
+        call = requeue_call(
+            self.keys,
+            held_job_id(job.raw),
+            worker_id=self._settings.worker_id,
+            raw=job.raw,
+            start_tokens=[job.token],
+        )
         # Stopping during an outage: the job stays in the processing list.
         with contextlib.suppress(RedisUnavailable):
             self._run_script(call)
@@ -380,16 +405,24 @@ class ConsumerThread(threading.Thread):
     def _return_unknown_jobs(self) -> None:
         """Put back jobs in our processing list that no coroutine holds.
 
-        A pop whose reply was lost with the connection leaves its job there, as does an earlier
+        A take or pop whose reply was lost with the connection leaves its jobs there, their
+        starts counted: those are taken back (the calls' tokens say which). So does an earlier
         process that used the same worker id. The requeue script only moves what is still in
         the list, so a job acknowledged meanwhile is left alone.
         """
         held = cast("list[bytes]", self._redis.lrange(self._processing, 0, -1))
         for raw in held:
             if not self._inflight.holds(raw):
-                call = requeue_call(self.keys, "-", worker_id=self._settings.worker_id, raw=raw)
+                call = requeue_call(
+                    self.keys,
+                    held_job_id(raw),
+                    worker_id=self._settings.worker_id,
+                    raw=raw,
+                    start_tokens=sorted(self._lost_tokens) or ["-"],
+                )
                 if self._scripts.run(call):
                     log.warning("consumer.job_returned", queue=self.keys.queue)
+        self._lost_tokens.clear()
 
     def _prepare(self, raw: bytes) -> ReceivedJob | None:
         try:

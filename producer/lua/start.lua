@@ -1,7 +1,8 @@
 -- Record that jobs start an attempt; every start counts, recovered ones included. One call
 -- records a whole batch taken together. A job no longer in the worker's processing list (a
--- pop whose reply came late, after the job was recovered and run elsewhere) is not started:
--- its record is left alone.
+-- pop whose reply came late, after the job was recovered and run elsewhere) is not started.
+-- If the take or pop that carried this call's token had counted its start, that count is
+-- taken back: the job never started here.
 -- KEYS[1]  processing list of the worker   coroq:{Q}:processing:<worker-id>
 -- KEYS[1 + i]  job record hash of job i    coroq:{Q}:job:<id>
 -- ARGV[1]  worker id
@@ -20,6 +21,12 @@ for i = 1, #KEYS - 1 do
   local base = 6 + 4 * (i - 1)
   if not redis.call('LPOS', KEYS[1], ARGV[base]) then
     attempts[i] = 0
+    if redis.call('HGET', record, 'start_token') == ARGV[5] then
+      -- No one has started it since (a start replaces the token): take back our count.
+      redis.call('HINCRBY', record, 'attempts', -1)
+      redis.call('HSET', record, 'status', 'queued')
+      redis.call('HDEL', record, 'start_token')  -- so a repeat of this call takes back nothing
+    end
   elseif redis.call('HGET', record, 'start_token') == ARGV[5] then
     attempts[i] = tonumber(redis.call('HGET', record, 'attempts'))
   else

@@ -18,6 +18,7 @@ from producer.scripts import (
     JobStart,
     MovedJobStarts,
     SyncScripts,
+    requeue_call,
     start_call,
     start_popped_call,
     start_token,
@@ -189,6 +190,66 @@ def test_a_late_reply_of_take_is_checked_without_counting_twice(
     call = start_call(keys, starts, worker_id=WORKER, started_at=1.0, ttl=TTL, token=token)
     assert scripts.run(call) == [1, 1]
     assert redis_client.hget(keys.job("t-4"), "attempts") == b"1"
+
+
+def test_a_late_take_of_a_job_recovered_meanwhile_takes_its_count_back(
+    redis_client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
+) -> None:
+    """The take's reply came after the job was recovered to the ready list: the job never
+    started here, so the check made with the take's token undoes the take's count."""
+    raw = orjson.dumps({"task": "echo", "id": "t-6"})
+    redis_client.lpush(keys.ready, raw)
+    token = start_token(PREFIX)
+    assert take(scripts, keys, token=token) == [[raw, b"t-6", 1]]
+    redis_client.lmove(keys.processing(WORKER), keys.ready, "LEFT", "RIGHT")  # recovered
+    start = JobStart("t-6", raw, "echo", 3, None)
+    call = start_call(keys, [start], worker_id=WORKER, started_at=1.0, ttl=TTL, token=token)
+    assert scripts.run(call) == [0]  # not held
+    assert redis_client.hget(keys.job("t-6"), "attempts") == b"0"
+    assert redis_client.hget(keys.job("t-6"), "status") == b"queued"
+    assert scripts.run(call) == [0]  # sent again after a lost reply: nothing more
+    assert redis_client.hget(keys.job("t-6"), "attempts") == b"0"
+    # Taken again, it starts its first attempt.
+    assert take(scripts, keys) == [[raw, b"t-6", 1]]
+
+
+def test_a_late_take_leaves_the_count_of_a_later_start_alone(
+    redis_client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
+) -> None:
+    """Recovered and started again by another take before the late reply came: that start
+    replaced the token, and the late check takes nothing back."""
+    raw = orjson.dumps({"task": "echo", "id": "t-7"})
+    redis_client.lpush(keys.ready, raw)
+    late_token = start_token(PREFIX)
+    assert take(scripts, keys, token=late_token) == [[raw, b"t-7", 1]]
+    redis_client.lmove(keys.processing(WORKER), keys.ready, "LEFT", "RIGHT")  # recovered
+    assert take(scripts, keys) == [[raw, b"t-7", 2]]  # started again
+    redis_client.lrem(keys.processing(WORKER), 1, raw)  # and finished
+    start = JobStart("t-7", raw, "echo", 3, None)
+    call = start_call(keys, [start], worker_id=WORKER, started_at=1.0, ttl=TTL, token=late_token)
+    assert scripts.run(call) == [0]
+    assert redis_client.hget(keys.job("t-7"), "attempts") == b"2"
+
+
+def test_a_job_given_back_unrun_loses_only_the_start_its_take_counted(
+    redis_client: redis.Redis, scripts: SyncScripts, keys: QueueKeys
+) -> None:
+    """A take whose reply was lost (or came just before a shutdown): the consumer puts its
+    jobs back with the take's token, which takes back exactly the starts that take counted."""
+    counted = orjson.dumps({"task": "echo", "id": "t-8"})
+    other = orjson.dumps({"task": "echo", "id": "t-9", "max_attempts": 2})  # not vouched for
+    redis_client.hset(keys.job("t-9"), mapping={"attempts": 1, "start_token": "earlier"})
+    redis_client.lpush(keys.ready, counted, other)
+    token = start_token(PREFIX)
+    assert take(scripts, keys, token=token) == [[counted, b"t-8", 1], other]
+    for job_id, raw in (("t-8", counted), ("t-9", other)):
+        call = requeue_call(keys, job_id, worker_id=WORKER, raw=raw, start_tokens=[token])
+        assert scripts.run(call) == 1
+    assert redis_client.hget(keys.job("t-8"), "attempts") == b"0"
+    assert redis_client.hget(keys.job("t-9"), "attempts") == b"1"  # an earlier, real start
+    assert redis_client.hget(keys.job("t-8"), "status") == b"queued"
+    assert redis_client.lrange(keys.ready, 0, -1) == [counted, other]
+    assert redis_client.llen(keys.processing(WORKER)) == 0
 
 
 def test_take_counts_every_start_of_a_job_that_comes_back(
