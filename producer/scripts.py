@@ -239,15 +239,20 @@ def dead_call(
 
 
 def requeue_call(
-    keys: QueueKeys, job_id: str, *, worker_id: str, raw: bytes, start_tokens: Sequence[str] = ()
+    keys: QueueKeys,
+    job_id: str,
+    *,
+    worker_id: str,
+    raw: bytes,
+    start_tokens: Sequence[str] | None = None,
 ) -> ScriptCall:
-    """Put a held job back in the ready list and take back its counted start: always, or,
-    given `start_tokens`, only when one of those calls counted it (requeue.lua)."""
-    return ScriptCall(
-        "requeue",
-        [keys.processing(worker_id), keys.ready, keys.job(job_id)],
-        [raw, *start_tokens],
-    )
+    """Put a held job back in the ready list and take back its counted start: always (a job
+    stopped by shutdown), or, given `start_tokens`, only when one of those calls counted it
+    (requeue.lua); an empty `start_tokens` takes back nothing."""
+    args: list[str | bytes | int | float] = [raw]
+    if start_tokens is not None:
+        args += ["only-tokens", *start_tokens]
+    return ScriptCall("requeue", [keys.processing(worker_id), keys.ready, keys.job(job_id)], args)
 
 
 def adopt_call(keys: QueueKeys, *, worker_id: str, raw: bytes, stamped: bytes) -> ScriptCall:

@@ -418,7 +418,7 @@ class ConsumerThread(threading.Thread):
                     held_job_id(raw),
                     worker_id=self._settings.worker_id,
                     raw=raw,
-                    start_tokens=sorted(self._lost_tokens) or ["-"],
+                    start_tokens=sorted(self._lost_tokens),
                 )
                 if self._scripts.run(call):
                     log.warning("consumer.job_returned", queue=self.keys.queue)
