@@ -17,7 +17,9 @@ for i = 1, #KEYS - 1 do
   local record = KEYS[i + 1]
   local base = 5 * (i - 1)
   local attempt = ARGV[base + 5]
-  local latest = redis.call('HGET', record, 'attempts')
+  -- 'reason' comes with the error and traceback of an earlier failed attempt (retry.lua).
+  local seen = redis.call('HMGET', record, 'attempts', 'reason')
+  local latest = seen[1]
   -- LREM from the tail: the oldest jobs of the list sit there, and they tend to finish first.
   if (attempt ~= '' and latest and latest ~= attempt)
       or redis.call('LREM', KEYS[1], -1, ARGV[base + 1]) == 0 then
@@ -25,7 +27,9 @@ for i = 1, #KEYS - 1 do
   else
     redis.call('HSET', record, 'status', 'succeeded', 'result', ARGV[base + 2],
       'finished_at', ARGV[base + 3])
-    redis.call('HDEL', record, 'reason', 'error', 'traceback')
+    if seen[2] then
+      redis.call('HDEL', record, 'reason', 'error', 'traceback')
+    end
     redis.call('EXPIRE', record, ARGV[base + 4])
     acked[i] = 1
   end

@@ -22,6 +22,34 @@ local function positive_number(value, allow_zero)
   return type(value) == 'number' and value < math.huge and (value > 0 or (allow_zero and value == 0))
 end
 
+-- Worked out once per call, however many jobs it starts (a take starts up to a batch).
+local limits_by_task = nil
+local started_at = nil
+
+-- Registered task name -> the max_attempts in force for its jobs.
+local function task_limits(P)
+  if limits_by_task == nil then
+    limits_by_task = {}
+    for i = #ARGV - 1, P + 7, -2 do  -- backwards: a name given twice keeps its first limit
+      local max_attempts = tonumber(ARGV[i + 1])
+      if max_attempts == 0 then
+        max_attempts = tonumber(ARGV[P + 6])
+      end
+      limits_by_task[ARGV[i]] = max_attempts
+    end
+  end
+  return limits_by_task
+end
+
+-- The server's clock as epoch seconds with microseconds, read once per call.
+local function now_text()
+  if started_at == nil then
+    local now = redis.call('TIME')
+    started_at = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
+  end
+  return started_at
+end
+
 -- The job's id, decoded envelope and max_attempts in force when the job is well formed and of
 -- a task this worker runs; nil otherwise.
 local function vouch_for(raw, P)
@@ -42,30 +70,25 @@ local function vouch_for(raw, P)
       or not (absent(job['enqueued_at']) or positive_number(job['enqueued_at'], true)) then
     return nil
   end
-  for i = P + 7, #ARGV - 1, 2 do
-    if ARGV[i] == job['task'] then
-      local max_attempts = tonumber(ARGV[i + 1])
-      if max_attempts == 0 then
-        max_attempts = tonumber(ARGV[P + 6])
-      end
-      return id, job, max_attempts
-    end
+  local max_attempts = task_limits(P)[job['task']]
+  if max_attempts == nil then
+    return nil  -- not a task of this worker: it goes to the dead list, uncounted
   end
-  return nil  -- not a task of this worker: it goes to the dead list, uncounted
+  return id, job, max_attempts
 end
 
 -- Count a new attempt of the job in its record; returns the attempt number.
 local function count_start(id, job, max_attempts, P)
   local record = ARGV[P + 3] .. id
   local attempt = redis.call('HINCRBY', record, 'attempts', 1)
-  local now = redis.call('TIME')
-  redis.call('HSET', record, 'status', 'running', 'worker', ARGV[P],
-    'started_at', now[1] .. '.' .. string.format('%06d', tonumber(now[2])),
+  local fields = {'status', 'running', 'worker', ARGV[P], 'started_at', now_text(),
     'task', job['task'], 'queue', ARGV[P + 2], 'max_attempts', max_attempts,
-    'start_token', ARGV[P + 4])
+    'start_token', ARGV[P + 4]}
   if not absent(job['enqueued_at']) then
-    redis.call('HSET', record, 'enqueued_at', string.format('%.17g', job['enqueued_at']))
+    fields[#fields + 1] = 'enqueued_at'
+    fields[#fields + 1] = string.format('%.17g', job['enqueued_at'])
   end
+  redis.call('HSET', record, unpack(fields))
   redis.call('EXPIRE', record, ARGV[P + 1])
   return attempt
 end
