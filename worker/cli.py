@@ -14,6 +14,8 @@ import typer
 
 from producer.errors import CoroqError
 from worker.check import check_worker
+from worker.cpu_affinity import apply as apply_cpu_affinity
+from worker.cpu_affinity import available_cpus, child_settings
 from worker.daemon import Worker
 from worker.demo import run_demo
 from worker.health_probe import DEFAULT_TIMEOUT, probe_health
@@ -42,6 +44,14 @@ QueuesOpt = Annotated[
 ProcessesOpt = Annotated[
     int | None,
     typer.Option("--processes", help="Worker processes under one supervisor.", show_default=False),
+]
+CpuAffinityOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cpu-affinity",
+        help="off, auto, or CPUs such as 0-3,6 (with --processes: one CPU per process).",
+        show_default=False,
+    ),
 ]
 ConcurrencyOpt = Annotated[
     int | None, typer.Option("--concurrency", help="Jobs run at once.", show_default=False)
@@ -82,6 +92,7 @@ def serve(
     log_level: LogLevelOpt = None,
     log_format: LogFormatOpt = None,
     processes: ProcessesOpt = None,
+    cpu_affinity: CpuAffinityOpt = None,
     burst: Annotated[
         bool, typer.Option("--burst", help="Exit 0 once the queues are empty and jobs done.")
     ] = False,
@@ -98,14 +109,19 @@ def serve(
         log_level=log_level,
         log_format=log_format,
         processes=processes,
+        cpu_affinity=cpu_affinity,
     )
     try:
+        if settings.processes > 1:
+            per_child = child_settings(settings.cpu_affinity, settings.processes, available_cpus())
+        else:
+            apply_cpu_affinity(settings.cpu_affinity)  # before any thread starts: they inherit it
         registry = TaskRegistry.from_modules(settings.tasks)
     except CoroqError as exc:
         raise fail(str(exc)) from None
     if settings.processes > 1:
         # The tasks imported above: a module that fails to load fails here, once.
-        supervisor = Supervisor(settings, child_arguments(sys.argv[1:]), burst=burst)
+        supervisor = Supervisor(settings, child_arguments(sys.argv[1:]), per_child, burst=burst)
         raise typer.Exit(supervisor.run())
     try:
         Worker(settings, registry, burst=burst).run()

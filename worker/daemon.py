@@ -27,6 +27,7 @@ from producer.errors import CoroqError
 from producer.keys import QueueKeys
 from producer.scripts import AsyncScripts
 from worker.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread
+from worker.cpu_affinity import available_cpus, format_cpu_list
 from worker.heartbeat import HeartbeatThread
 from worker.housekeeping import Reaper, run_periodically, warn_if_redis_may_evict
 from worker.http_endpoints import HealthServer
@@ -157,6 +158,7 @@ class Worker:
             burst=self.burst,
             recovery_after_s=self.settings.heartbeat_ttl + self.settings.reaper_interval,
             metrics_port=self.settings.metrics_port or None,
+            cpus=format_cpu_list(available_cpus()),
         )
         self.notifier.ready(status=f"serving {', '.join(self.settings.queues)}")
 

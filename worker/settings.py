@@ -34,6 +34,7 @@ from redis.connection import parse_url
 from producer.connection import DEFAULT_REDIS_URL, redact_url
 from producer.errors import CoroqError
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, validate_queue_name
+from worker import cpu_affinity
 
 CONFIG_ENV_VAR = "COROQ_CONFIG"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -61,6 +62,7 @@ class WorkerSettings(BaseSettings):
     queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEFAULT_QUEUE])
     concurrency: PositiveInt = 100
     processes: Annotated[int, Field(ge=1, le=256)] = 1
+    cpu_affinity: str = "auto"
     tasks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console", "auto"] = "auto"
@@ -96,6 +98,11 @@ class WorkerSettings(BaseSettings):
         for name in value:
             validate_queue_name(name)
         return list(dict.fromkeys(value))
+
+    @field_validator("cpu_affinity")
+    @classmethod
+    def _valid_cpu_affinity(cls, value: str) -> str:
+        return cpu_affinity.normalise(value)
 
     @field_validator("redis_url")
     @classmethod

@@ -54,9 +54,17 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, settings: WorkerSettings, child_args: Sequence[str], *, burst: bool) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        child_args: Sequence[str],
+        child_cpu_affinity: Sequence[str],
+        *,
+        burst: bool,
+    ) -> None:
         self._settings = settings
         self._child_args = list(child_args)
+        self._child_cpu_affinity = list(child_cpu_affinity)  # one per child (cpu_affinity.py)
         self._burst = burst
         self._children = [Child(index) for index in range(settings.processes)]
         self._signals = 0
@@ -98,8 +106,9 @@ class Supervisor:
             env["COROQ_WORKER_ID"] = f"{env['COROQ_WORKER_ID']}-{child.index}"
         port = self._settings.metrics_port
         env["COROQ_METRICS_PORT"] = str(port + child.index) if port else "0"
+        cpus = self._child_cpu_affinity[child.index]
         child.process = subprocess.Popen(
-            [sys.executable, "-m", "worker", *self._child_args],
+            [sys.executable, "-m", "worker", *self._child_args, "--cpu-affinity", cpus],
             env=env,
             start_new_session=True,
         )
@@ -166,18 +175,23 @@ class Supervisor:
         signal.signal(signal.SIGINT, on_signal)
 
 
+# Options the supervisor sets for each child itself.
+PER_CHILD_OPTIONS = ("--processes", "--cpu-affinity")
+
+
 def child_arguments(argv: Sequence[str]) -> list[str]:
-    """The command line of a child: the supervisor's own, with `--processes 1`."""
+    """The command line of a child: the supervisor's own, with `--processes 1` (the
+    supervisor adds each child's `--cpu-affinity`)."""
     args: list[str] = []
     skip = False
     for arg in argv:
         if skip:
             skip = False
             continue
-        if arg == "--processes":
+        if arg in PER_CHILD_OPTIONS:
             skip = True
             continue
-        if arg.startswith("--processes="):
+        if arg.startswith(tuple(f"{option}=" for option in PER_CHILD_OPTIONS)):
             continue
         args.append(arg)
     return [*args, "--processes", "1"]

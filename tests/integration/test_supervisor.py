@@ -17,6 +17,7 @@ from producer.envelope import build_envelope
 from producer.keys import QueueKeys
 from tests.conftest import wait_for
 from tests.integration.helpers import record
+from worker.cpu_affinity import format_cpu_list
 from worker.supervisor import child_arguments
 
 FAST_RECOVERY = {
@@ -98,6 +99,69 @@ def test_child_arguments_drop_the_supervisor_flag() -> None:
         "--processes",
         "1",
     ]
+    # The supervisor gives each child its own --cpu-affinity.
+    argv = ["--cpu-affinity", "0-1", "--processes", "2", "--cpu-affinity=auto", "-q", "x"]
+    assert child_arguments(argv) == ["-q", "x", "--processes", "1"]
+
+
+def thread_masks(pid: int) -> set[frozenset[int]]:
+    """The CPU mask of every thread of a process, as the kernel holds them."""
+    return {frozenset(os.sched_getaffinity(thread.id)) for thread in psutil.Process(pid).threads()}
+
+
+def test_each_child_runs_on_the_cpu_the_setting_gives_it(start_worker) -> None:
+    available = os.sched_getaffinity(0)
+    cpu = min(available)
+    supervisor = start_worker("--processes", "2", "--cpu-affinity", str(cpu), wait=False)
+    wait_for(lambda: len(supervisor.events("worker.started")) == 2)
+    for child in children(supervisor.process.pid):
+        assert thread_masks(child.pid) == {frozenset({cpu})}
+    assert {line["cpus"] for line in supervisor.events("worker.started")} == {str(cpu)}
+    assert os.sched_getaffinity(supervisor.process.pid) == available  # itself left alone
+    supervisor.signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=30) == 0
+
+
+def test_auto_gives_each_child_a_cpu_of_its_own_when_there_is_one_per_cpu(start_worker) -> None:
+    available = os.sched_getaffinity(0)
+    if len(available) > 8:
+        pytest.skip("one process per CPU is too many processes for this test here")
+    supervisor = start_worker("--processes", str(len(available)), wait=False)
+    wait_for(lambda: len(supervisor.events("worker.started")) == len(available))
+    masks = [thread_masks(child.pid) for child in children(supervisor.process.pid)]
+    assert sorted(masks, key=lambda mask: min(next(iter(mask)))) == [
+        {frozenset({cpu})} for cpu in sorted(available)
+    ]
+    supervisor.signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=30) == 0
+
+
+def test_a_single_worker_is_pinned_only_when_told(start_worker) -> None:
+    available = os.sched_getaffinity(0)
+    left_alone = start_worker()  # auto: the kernel places a single worker
+    assert thread_masks(left_alone.process.pid) == {frozenset(available)}
+    cpu = max(available)
+    pinned = start_worker("--cpu-affinity", str(cpu))
+    assert thread_masks(pinned.process.pid) == {frozenset({cpu})}  # every thread
+    [started] = pinned.events("worker.started")
+    assert started["cpus"] == str(cpu)
+
+
+def test_a_cpu_the_worker_may_not_use_is_one_clear_line() -> None:
+    unusable = max(os.sched_getaffinity(0)) + 1
+    for extra in ([], ["--processes", "2"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "worker", "--cpu-affinity", f"0,{unusable}", *extra],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert result.returncode == 2
+        assert result.stderr.strip() == (
+            f"worker: error: invalid setting cpu_affinity: CPU {unusable} is not one this "
+            f"process may run on ({format_cpu_list(os.sched_getaffinity(0))})"
+        )
 
 
 def test_a_bad_processes_value_is_one_clear_line() -> None:
