@@ -1,5 +1,6 @@
 """The benchmark's smoke form runs here so that it cannot rot: coroq only, W1 (with the BRPOP
-floor and the redis-benchmark ceiling) and W3, a few hundred jobs, one round.
+floor and the redis-benchmark ceiling), W3 and scale (1 and 2 processes), a few hundred jobs,
+one round.
 
 It asserts that the run completes and that its JSON is sane; never a time. It creates no peer
 virtual environment (`--systems coroq --no-install`).
@@ -31,7 +32,7 @@ def test_compare_quick_coroq_only(tmp_path: Path) -> None:
     chart = tmp_path / "compare.png"
     command = [
         sys.executable, str(REPO_ROOT / "bench" / "compare.py"),
-        "--quick", "--systems", "coroq", "--workloads", "w1,w3", "--no-install",
+        "--quick", "--systems", "coroq", "--workloads", "w1,w3,scale", "--no-install",
         "--json", str(out), "--markdown", str(tmp_path / "compare.md"), "--chart", str(chart),
     ]  # fmt: skip
     venvs = REPO_ROOT / "bench" / ".venvs"
@@ -58,6 +59,10 @@ def test_compare_quick_coroq_only(tmp_path: Path) -> None:
     p50, p99, top = (latency[k]["median"] for k in ("p50_ms", "p99_ms", "max_ms"))
     assert all(positive(v) for v in (p50, p99, top))
     assert p50 <= p99 <= top
+
+    scale = document["summary"]["scale"]
+    assert positive(scale["coroq"]["jobs_per_s"]["median"])
+    assert positive(scale["coroq-2p"]["jobs_per_s"]["median"])
 
     goals = {goal["goal"]: goal for goal in document["goals"]}
     assert goals["W3 p50 (ms)"]["measured"] is not None

@@ -254,7 +254,7 @@ TABLES = (
     Table("push", "Push: 100,000 jobs, jobs/s", (
         Column("jobs_per_s", "jobs/s", ",.0f", ratio=True),
     )),
-    Table("scale", "Scale on one host: no-op jobs pushed to an idle `worker`, 1 or 2 processes", (
+    Table("scale", "Scale on one host: pre-filled no-op jobs, idle `worker`, 1 or 2 processes", (
         Column("jobs_per_s", "jobs/s", ",.0f", ratio=True),
     )),
 )  # fmt: skip

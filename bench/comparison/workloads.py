@@ -44,6 +44,7 @@ from bench.comparison.systems import (
 )
 from producer import Producer
 from producer.envelope import build_envelope
+from producer.keys import QueueKeys
 
 BRPOP_LOOP = REPO_ROOT / "bench" / "brpop_loop.py"
 HANDOFF_FLOOR = REPO_ROOT / "bench" / "handoff_floor.py"
@@ -466,9 +467,15 @@ def _wait_workers(client: redis.Redis, queue: str, count: int, children: list[Ch
 
 def scale(bench: Bench, system: System, processes: int) -> Outcome:
     """One worker command with `--processes N` (N = 1: the plain command), started and idle
-    before the jobs are pushed, so no start-up falls inside the window; then W1's figure."""
+    before the jobs arrive, so no start-up falls inside the window; then W1's figure.
+
+    The jobs are pre-filled as in W1, but on another key, and handed over all at once with
+    RENAME onto the queue's ready list (which serves the waiting pops): pushing them while the
+    workers drain would put the producer's own CPU time inside the window."""
     jobs = bench.sizes.scale_jobs
     queue, marks, log = bench.fresh("scale", f"{system.name}-{processes}p")
+    staging = f"{queue}-staging"
+    enqueue_coroq(bench.url, staging, "noop", jobs, 0.0)
     cap = bench.sizes.concurrency
     args = bench.launcher.worker_args(system, queue, cap)
     if processes > 1:
@@ -476,7 +483,7 @@ def scale(bench: Bench, system: System, processes: int) -> Outcome:
     env = bench.launcher.env(system, queue, cap, marks.path)
     with running(args, env, bench.workdir, log) as child:
         _wait_workers(bench.client, queue, processes, [child])
-        enqueue_coroq(bench.url, queue, "noop", jobs, 0.0)
+        bench.client.rename(QueueKeys(staging).ready, QueueKeys(queue).ready)
         wait_count(lambda: marks.count, jobs, [child], what=f"scale {processes}p")
         problems = _finish(system, child, burst=False)
     done, first, last = marks.header()
