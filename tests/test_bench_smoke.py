@@ -98,3 +98,18 @@ def test_handoff_floor_reports_the_efficiency_of_sleeping_jobs() -> None:
     # The ideal (4 waves of 5 ms) is a lower bound on the wall, up to the loop's timer
     # granularity (a millisecond with uvloop).
     assert 0 < efficiency < 1.5
+
+
+def test_cpu_split_reports_where_the_cpu_goes(tmp_path: Path) -> None:
+    out = tmp_path / "split.json"
+    command = [sys.executable, str(REPO_ROOT / "bench" / "cpu_split.py")]
+    command += ["--jobs", "2000", "--rounds", "1", "--processes", "2", "--json", str(out)]
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("2 process(es), cpu_affinity auto: "), result.stdout
+    median = json.loads(out.read_text())["median"]
+    assert positive(median["jobs_per_s"])
+    assert positive(median["worker_us_per_job"])
+    assert median["redis_us_per_job"] >= 0
