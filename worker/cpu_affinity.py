@@ -68,7 +68,10 @@ def normalise(value: str) -> str:
 
 
 def available_cpus() -> set[int]:
-    """The CPUs this process may run on (its affinity mask: a cpuset, taskset)."""
+    """The CPUs this process may run on (its affinity mask: a cpuset, taskset); where the
+    system has no affinity masks (macOS), every CPU."""
+    if not hasattr(os, "sched_getaffinity"):
+        return set(range(os.cpu_count() or 1))
     return os.sched_getaffinity(0)
 
 
@@ -103,5 +106,7 @@ def apply(setting: str) -> tuple[int, ...] | None:
     if setting in (OFF, AUTO):
         return None
     cpus = _usable(setting, available_cpus())
+    if not hasattr(os, "sched_setaffinity"):
+        raise CpuAffinityError("invalid setting cpu_affinity: this system cannot pin processes")
     os.sched_setaffinity(0, cpus)
     return cpus

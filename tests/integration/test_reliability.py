@@ -39,6 +39,7 @@ def test_failed_attempts_are_retried_until_one_succeeds(
     job_id = producer.push("tests.flaky", 3, _max_attempts=5)
     found = wait_for_outcome(redis_client, keys, job_id)
     assert (found["status"], found["result"], found["attempts"]) == ("succeeded", 3, 3)
+    assert not {"reason", "error", "traceback"} & found.keys()  # the failures' fields go
     assert len(worker.events("job.retrying")) == 2
     assert all(0 <= line["delay_s"] <= 0.2 for line in worker.events("job.retrying"))
     assert redis_client.zcard(keys.delayed) == 0
