@@ -108,5 +108,10 @@ def apply(setting: str) -> tuple[int, ...] | None:
     cpus = _usable(setting, available_cpus())
     if not hasattr(os, "sched_setaffinity"):
         raise CpuAffinityError("invalid setting cpu_affinity: this system cannot pin processes")
-    os.sched_setaffinity(0, cpus)
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError as exc:  # e.g. a seccomp filter that forbids it
+        raise CpuAffinityError(
+            f"invalid setting cpu_affinity: cannot run on CPU {format_cpu_list(cpus)}: {exc}"
+        ) from None
     return cpus

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from worker.cpu_affinity import (
     CpuAffinityError,
+    apply,
     child_settings,
     format_cpu_list,
     normalise,
@@ -73,3 +76,24 @@ def test_the_setting_is_validated_with_the_others(monkeypatch: pytest.MonkeyPatc
     assert load_settings().cpu_affinity == "0-1"
     monkeypatch.delenv("COROQ_CPU_AFFINITY")
     assert load_settings().cpu_affinity == "auto"
+
+
+def test_a_refused_pinning_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(pid: int, cpus: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    cpu = min(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    with pytest.raises(CpuAffinityError, match=rf"cannot run on CPU {cpu}: .*not permitted"):
+        apply(str(cpu))
+
+
+def test_off_and_auto_leave_a_single_worker_where_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: calls.append(cpus))
+    assert apply("off") is None
+    assert apply("auto") is None
+    assert calls == []
+    cpu = min(os.sched_getaffinity(0))
+    assert apply(str(cpu)) == (cpu,)
+    assert calls == [(cpu,)]
