@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +29,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as `python bench/cpu_split.py`
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.comparison.systems import pick_redis_server  # noqa: E402
+from bench.comparison.processes import running  # noqa: E402
+from bench.comparison.systems import BY_NAME, COROQ, Launcher, pick_redis_server  # noqa: E402
+from bench.comparison.workloads import wait_for_workers  # noqa: E402
 from producer import Producer  # noqa: E402
 from producer.envelope import build_envelope  # noqa: E402
 from producer.keys import QueueKeys  # noqa: E402
@@ -48,35 +50,6 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
             continue
         total += times.user + times.system
     return total
-
-
-def start_worker(url: str, options: argparse.Namespace) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "worker", "--queues", QUEUE, "--tasks", "bench.tasks"]
-    args += ["--concurrency", str(options.concurrency), "--cpu-affinity", options.cpu_affinity]
-    if options.processes > 1:
-        args += ["--processes", str(options.processes)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COROQ_")}
-    env.update(
-        PYTHONPATH=str(REPO_ROOT),
-        COROQ_REDIS_URL=url,
-        COROQ_LOG_LEVEL="warning",
-        COROQ_METRICS_PORT="0",
-    )
-    return subprocess.Popen(args, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
-
-
-def wait_idle_workers(
-    client: redis.Redis, count: int, worker: subprocess.Popen[bytes]
-) -> list[str]:
-    """The processing lists of `count` workers, once each has written its heartbeat."""
-    deadline = time.monotonic() + 60
-    while True:
-        beats = [key.decode() for key in client.scan_iter(match=f"coroq:{{{QUEUE}}}:worker:*")]
-        if len(beats) >= count:
-            return [key.replace(":worker:", ":processing:") for key in beats]
-        if worker.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the worker did not start (exit code {worker.poll()})")
-        time.sleep(0.05)
 
 
 def one_round(
@@ -117,29 +90,39 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     options = parser.parse_args()
 
-    server = RedisServerProcess(binary=pick_redis_server(options.redis_server)).start()
-    client = redis.Redis.from_url(server.url)
-    worker = start_worker(server.url, options)
+    server = RedisServerProcess(binary=pick_redis_server(options.redis_server))
+    workdir = Path(tempfile.mkdtemp(prefix="coroq-cpu-split-"))
     try:
-        processing = wait_idle_workers(client, options.processes, worker)
+        server.start()
         assert server.process is not None  # started above
-        with Producer(server.url) as producer:
-            rounds = [
-                one_round(
-                    client,
-                    producer,
-                    options.jobs,
-                    processing,
-                    psutil.Process(worker.pid),
-                    psutil.Process(server.process.pid),
-                )
-                for _ in range(options.rounds)
+        launcher = Launcher(server.url, workdir)
+        args = launcher.worker_args(BY_NAME[COROQ], QUEUE, options.concurrency)
+        args += ["--cpu-affinity", options.cpu_affinity]
+        if options.processes > 1:
+            args += ["--processes", str(options.processes)]
+        client = redis.Redis.from_url(server.url)
+        with running(args, launcher.coroq_env(), workdir, workdir / "worker.log") as worker:
+            wait_for_workers(client, QUEUE, options.processes, [worker])
+            processing = [
+                key.decode().replace(":worker:", ":processing:")
+                for key in client.scan_iter(match=f"coroq:{{{QUEUE}}}:worker:*")
             ]
-    finally:
-        worker.terminate()
-        worker.wait(60)
+            with Producer(server.url) as producer:
+                rounds = [
+                    one_round(
+                        client,
+                        producer,
+                        options.jobs,
+                        processing,
+                        psutil.Process(worker.pid),
+                        psutil.Process(server.process.pid),
+                    )
+                    for _ in range(options.rounds)
+                ]
         client.close()
-        server.stop()
+    finally:
+        server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
     median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     print(
         f"{options.processes} process(es), cpu_affinity {options.cpu_affinity}: "

@@ -452,7 +452,7 @@ def push_api(bench: Bench, system: System) -> Outcome:
 # -- scale: coroq on 1 vs 2 worker processes --------------------------------------------------
 
 
-def _wait_workers(client: redis.Redis, queue: str, count: int, children: list[Child]) -> None:
+def wait_for_workers(client: redis.Redis, queue: str, count: int, children: list[Child]) -> None:
     """Wait until `count` coroq workers of `queue` have written their heartbeat key."""
     pattern = f"coroq:{{{queue}}}:worker:*"
     deadline = time.monotonic() + 60
@@ -482,7 +482,7 @@ def scale(bench: Bench, system: System, processes: int) -> Outcome:
         args += ["--processes", str(processes)]
     env = bench.launcher.env(system, queue, cap, marks.path)
     with running(args, env, bench.workdir, log) as child:
-        _wait_workers(bench.client, queue, processes, [child])
+        wait_for_workers(bench.client, queue, processes, [child])
         bench.client.rename(QueueKeys(staging).ready, QueueKeys(queue).ready)
         wait_count(lambda: marks.count, jobs, [child], what=f"scale {processes}p")
         problems = _finish(system, child, burst=False)
