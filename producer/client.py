@@ -94,16 +94,16 @@ AnyPipeline = redis.client.Pipeline | redis.asyncio.client.Pipeline
 PipelineT = TypeVar("PipelineT", redis.client.Pipeline, redis.asyncio.client.Pipeline)
 
 
-def _send(pipe: AnyPipeline, batch: Batch) -> None:
-    """Queue the batch's command on a pipeline (sync or async: queuing is synchronous)."""
+def _send(target: AnyPipeline | redis.Redis | redis.asyncio.Redis, batch: Batch) -> Any:
+    """The batch's command: queued on a pipeline, or sent by a client (which gives back the
+    reply, or with an asyncio client an awaitable of it)."""
     if batch.due_ms is not None:
         # A sorted set holds a member once: byte-identical jobs (a file repeating a job with
         # its id and enqueued_at) are pushed once. Jobs stamped here always differ.
-        pipe.zadd(batch.key, dict.fromkeys(batch.payloads, batch.due_ms))
-    elif batch.front:
-        pipe.rpush(batch.key, *batch.payloads)
-    else:
-        pipe.lpush(batch.key, *batch.payloads)
+        return target.zadd(batch.key, dict.fromkeys(batch.payloads, batch.due_ms))
+    if batch.front:
+        return target.rpush(batch.key, *batch.payloads)
+    return target.lpush(batch.key, *batch.payloads)
 
 
 def _read_statuses(pipe: PipelineT, keys: QueueKeys, ids: Iterable[str]) -> PipelineT:
@@ -122,12 +122,6 @@ def _read_records(pipe: PipelineT, keys: QueueKeys, ids: Iterable[str]) -> Pipel
 
 # Batches sent per pipeline round trip.
 _BATCHES_PER_ROUND_TRIP = 10
-
-
-def _needs_transaction(group: list[Batch]) -> bool:
-    """A round of several batches goes in MULTI/EXEC, all or nothing; a single command is
-    atomic by itself, and one push saves the two extra commands."""
-    return len(group) > 1
 
 
 def _rounds(batches: Iterable[Batch]) -> Iterator[list[Batch]]:
@@ -217,11 +211,12 @@ class Producer(_ProducerBase):
     ) -> list[str]:
         """Push validated envelopes in pipelined batches; return their ids in push order.
 
-        Each round trip is one MULTI/EXEC of up to ten batches. Raises `PartialPush` (after
-        the client's retries) naming what went in when Redis fails part-way. With `delay`
-        (seconds or a timedelta, >= 0) or `at` (an aware datetime; one in the past is due at
-        once) the jobs wait in the delayed set until they are due; `InvalidSchedule` for a
-        negative delay, a naive `at`, both, or either with `front`.
+        Each round trip is all or nothing: one batch's command, or a MULTI/EXEC of up to
+        ten batches. Raises `PartialPush` (after the client's retries) naming what went in
+        when Redis fails part-way. With `delay` (seconds or a timedelta, >= 0) or `at` (an
+        aware datetime; one in the past is due at once) the jobs wait in the delayed set
+        until they are due; `InvalidSchedule` for a negative delay, a naive `at`, both, or
+        either with `front`.
         """
         schedule = make_schedule(delay, at, front=front)
         return self._push(envelopes, queue, front, schedule, batch_size, progress)
@@ -241,11 +236,14 @@ class Producer(_ProducerBase):
             envelopes, keys, front=front, schedule=schedule, batch_size=batch_size
         )
         for group in _rounds(batches):
-            pipe = self.redis.pipeline(transaction=_needs_transaction(group))
-            for batch in group:
-                _send(pipe, batch)
             try:
-                pipe.execute()
+                if len(group) == 1:  # one command is atomic by itself: no pipeline to build
+                    _send(self.redis, group[0])
+                else:  # several go in MULTI/EXEC, all or nothing
+                    pipe = self.redis.pipeline(transaction=True)
+                    for batch in group:
+                        _send(pipe, batch)
+                    pipe.execute()
             except redis.RedisError as exc:
                 raise _partial(pushed, group, len(envelopes), front, exc) from exc
             for batch in group:
@@ -356,11 +354,14 @@ class AsyncProducer(_ProducerBase):
             envelopes, keys, front=front, schedule=schedule, batch_size=batch_size
         )
         for group in _rounds(batches):
-            pipe = self.redis.pipeline(transaction=_needs_transaction(group))
-            for batch in group:
-                _send(pipe, batch)
             try:
-                await pipe.execute()
+                if len(group) == 1:  # as in `Producer._push`
+                    await _send(self.redis, group[0])
+                else:
+                    pipe = self.redis.pipeline(transaction=True)
+                    for batch in group:
+                        _send(pipe, batch)
+                    await pipe.execute()
             except redis.RedisError as exc:
                 raise _partial(pushed, group, len(envelopes), front, exc) from exc
             for batch in group:

@@ -163,6 +163,23 @@ def test_any_push_runs_in_push_order_and_returns_the_ids_in_that_order(
     assert consume(client, QueueKeys("q")) == expected
 
 
+@pytest.mark.parametrize("front", [False, True])
+def test_a_push_of_one_batch_is_one_command_and_a_failed_one_names_its_jobs(
+    fake_redis: fakeredis.FakeRedis, front: bool
+) -> None:
+    # Round 1 goes in; round 2, the same push again, fails.
+    client = FailingOnRound(fake_redis, failing_round=2)
+    producer = Producer(client=client, queue="q")
+    assert producer.push_many(jobs("a", "b"), front=front) == ["a", "b"]
+    with pytest.raises(PartialPush) as caught:
+        producer.push_many(jobs("c", "d"), front=front)
+    assert client.pipelines == 0  # one command each, atomic by itself: no MULTI/EXEC
+    assert caught.value.pushed == []
+    assert sorted(caught.value.uncertain) == ["c", "d"]
+    assert caught.value.remaining == 0
+    assert consume(fake_redis, QueueKeys("q")) == ["a", "b"]
+
+
 def test_a_push_cut_off_part_way_names_what_went_in(fake_redis: fakeredis.FakeRedis) -> None:
     # Batches of 1 job, ten per round trip: round 2 holds jobs 10-19.
     ids = [f"job-{n}" for n in range(25)]
