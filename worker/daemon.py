@@ -128,7 +128,9 @@ class Worker:
             self.loop_thread.loop,
             self._describe_running_job,
             threshold=self.settings.loop_lag_threshold,
+            busy=lambda: len(self.inflight) > 0,
         )
+        self.inflight.when_busy(self.watchdog.work_arrived)
         self.watchdog.start()
         for queue in self.settings.queues:
             consumer = ConsumerThread(

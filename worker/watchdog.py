@@ -4,6 +4,11 @@ A thread (not the loop: a blocked loop cannot report on itself) posts a no-op ca
 loop and measures how long it takes to run. When that exceeds the threshold, the job whose
 coroutine holds the loop (the loop's current task) is logged once per blocking episode. The
 latest lag is kept for the metrics (`lag_seconds`).
+
+It probes every `interval` while jobs are in flight and every `idle_interval` while none is:
+an idle worker's loop has nothing that could block it, and each probe wakes two threads, which
+was most of an idle worker's CPU time. `work_arrived` (called as jobs are handed to the loop)
+brings it back to the busy pace at once.
 """
 
 from __future__ import annotations
@@ -27,18 +32,46 @@ class LoopWatchdog(threading.Thread):
         describe_task: JobLookup,
         *,
         threshold: float,
+        busy: Callable[[], bool],
         interval: float = 0.1,
+        idle_interval: float = 2.0,
     ) -> None:
         super().__init__(name="coroq-loop-watchdog", daemon=True)
         self._loop = loop
         self._describe_task = describe_task
         self._threshold = threshold
+        self._busy = busy
         self._interval = interval
+        self._idle_interval = idle_interval
         self._finished = threading.Event()
+        self._woken = threading.Event()
+        self._resting = False
         self.lag_seconds = 0.0
 
+    def work_arrived(self) -> None:
+        """Jobs were handed to the loop: probe at the busy pace from now on. Cheap when
+        already there (one attribute read), so it may be called for every batch."""
+        if self._resting:
+            self._resting = False
+            self._woken.set()
+
+    def _pause(self) -> None:
+        # Resting is announced before `busy` is read, and callers hand a job over before
+        # calling `work_arrived`: a job handed over meanwhile either is seen here or wakes us.
+        self._resting = True
+        if self._busy():
+            self._resting = False
+            self._finished.wait(self._interval)
+            return
+        self._woken.wait(self._idle_interval)
+        self._woken.clear()
+        self._resting = False
+
     def run(self) -> None:
-        while not self._finished.wait(self._interval):
+        while True:
+            self._pause()
+            if self._finished.is_set():
+                return
             answered = threading.Event()
             posted = time.monotonic()
             try:
@@ -70,5 +103,6 @@ class LoopWatchdog(threading.Thread):
 
     def stop(self) -> None:
         self._finished.set()
+        self._woken.set()
         if self.is_alive():
             self.join(self._threshold + 1)
