@@ -130,7 +130,6 @@ class Worker:
             threshold=self.settings.loop_lag_threshold,
             busy=lambda: len(self.inflight) > 0,
         )
-        self.inflight.when_busy(self.watchdog.work_arrived)
         self.watchdog.start()
         for queue in self.settings.queues:
             consumer = ConsumerThread(

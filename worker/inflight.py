@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from worker.job import ReceivedJob
@@ -16,20 +15,11 @@ class InFlight:
         self._condition = threading.Condition()
         self._futures: dict[concurrent.futures.Future[Any], ReceivedJob] = {}
         self._raws: Counter[bytes] = Counter()
-        self._when_busy: list[Callable[[], None]] = []
-
-    def when_busy(self, callback: Callable[[], None]) -> None:
-        """Call `callback` each time a job is added while none is in flight."""
-        self._when_busy.append(callback)
 
     def add(self, job: ReceivedJob, future: concurrent.futures.Future[Any]) -> None:
         with self._condition:
-            was_idle = not self._futures
             self._futures[future] = job
             self._raws[job.raw] += 1
-        if was_idle:
-            for callback in self._when_busy:
-                callback()
 
     def remove(self, future: concurrent.futures.Future[Any]) -> ReceivedJob | None:
         with self._condition:

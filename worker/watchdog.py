@@ -6,9 +6,10 @@ coroutine holds the loop (the loop's current task) is logged once per blocking e
 latest lag is kept for the metrics (`lag_seconds`).
 
 It probes every `interval` while jobs are in flight and every `idle_interval` while none is:
-an idle worker's loop has nothing that could block it, and each probe wakes two threads, which
-was most of an idle worker's CPU time. `work_arrived` (called as jobs are handed to the loop)
-brings it back to the busy pace at once.
+each probe wakes two threads, which was most of an idle worker's CPU time at the busy pace.
+A job handed to an idle loop is not announced to the watchdog: that would cost a thread
+wake-up on the path that starts it. So a block that begins as a burst begins is reported
+once it has lasted `threshold` plus up to `idle_interval`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class LoopWatchdog(threading.Thread):
         threshold: float,
         busy: Callable[[], bool],
         interval: float = 0.1,
-        idle_interval: float = 2.0,
+        idle_interval: float = 1.0,
     ) -> None:
         super().__init__(name="coroq-loop-watchdog", daemon=True)
         self._loop = loop
@@ -44,34 +45,10 @@ class LoopWatchdog(threading.Thread):
         self._interval = interval
         self._idle_interval = idle_interval
         self._finished = threading.Event()
-        self._woken = threading.Event()
-        self._resting = False
         self.lag_seconds = 0.0
 
-    def work_arrived(self) -> None:
-        """Jobs were handed to the loop: probe at the busy pace from now on. Cheap when
-        already there (one attribute read), so it may be called for every batch."""
-        if self._resting:
-            self._resting = False
-            self._woken.set()
-
-    def _pause(self) -> None:
-        # Resting is announced before `busy` is read, and callers hand a job over before
-        # calling `work_arrived`: a job handed over meanwhile either is seen here or wakes us.
-        self._resting = True
-        if self._busy():
-            self._resting = False
-            self._finished.wait(self._interval)
-            return
-        self._woken.wait(self._idle_interval)
-        self._woken.clear()
-        self._resting = False
-
     def run(self) -> None:
-        while True:
-            self._pause()
-            if self._finished.is_set():
-                return
+        while not self._finished.wait(self._interval if self._busy() else self._idle_interval):
             answered = threading.Event()
             posted = time.monotonic()
             try:
@@ -103,6 +80,5 @@ class LoopWatchdog(threading.Thread):
 
     def stop(self) -> None:
         self._finished.set()
-        self._woken.set()
         if self.is_alive():
             self.join(self._threshold + 1)
