@@ -197,6 +197,11 @@ def child_arguments(argv: Sequence[str]) -> list[str]:
     return [*args, "--processes", "1"]
 
 
+def supervised() -> bool:
+    """Whether this worker is a child of `worker --processes N`."""
+    return SUPERVISOR_PID_ENV in os.environ
+
+
 def supervisor_gone() -> bool:
     """In a child: whether the supervisor that started it has exited."""
     expected = os.environ.get(SUPERVISOR_PID_ENV)
