@@ -83,7 +83,11 @@ def test_an_idle_worker_is_probed_seldom_and_a_block_under_work_is_reported(
     blocked = [entry for entry in logs if entry["event"] == "loop.blocked"]
     assert len(blocked) == 1
     assert blocked[0]["job_id"] == "job-1"
-    assert watchdog.lag_seconds >= 0.1
+    assert blocked[0]["blocked_ms"] >= 100
+    unblocked = [entry for entry in logs if entry["event"] == "loop.unblocked"]
+    assert len(unblocked) == 1
+    assert unblocked[0]["job_id"] == "job-1"
+    assert 300 <= unblocked[0]["blocked_ms"] < 5000  # the 0.4 s block, probed after it began
 
 
 def test_a_worker_busy_at_start_is_probed_at_once(counting_loop: CountingLoop) -> None:
@@ -115,3 +119,22 @@ def test_stopping_an_idle_watchdog_does_not_wait_for_its_idle_pause(
     watchdog.stop()
     assert not watchdog.is_alive()
     assert time.monotonic() - began < 5  # far from the 60 s pause
+
+
+def test_an_idle_worker_looks_for_work_often_but_probes_the_loop_seldom(
+    counting_loop: CountingLoop,
+) -> None:
+    watchdog = LoopWatchdog(
+        counting_loop.loop,
+        lambda task: None,
+        threshold=0.5,
+        busy=lambda: False,
+        interval=0.01,
+        idle_interval=0.02,
+        idle_probe_interval=0.4,
+    )
+    watchdog.start()
+    time.sleep(1.0)
+    watchdog.stop()
+    assert 1 <= counting_loop.calls <= 4  # about 50 looks for work, a probe every 0.4 s
+    assert 0 <= watchdog.lag_seconds < 0.5
