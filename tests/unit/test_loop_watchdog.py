@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -57,17 +57,25 @@ def wait_until(condition: Any, timeout: float = 5.0) -> bool:
     return False
 
 
+def make_watchdog(
+    loop: CountingLoop, busy: Callable[[], bool], *, threshold: float = 0.5, **timings: float
+) -> LoopWatchdog:
+    """A watchdog whose reports name job-1 (the job the loop would be running)."""
+    return LoopWatchdog(
+        loop.loop,
+        lambda task: {"job_id": "job-1", "task": "slow"},
+        threshold=threshold,
+        busy=busy,
+        **timings,
+    )
+
+
 def test_an_idle_worker_is_probed_seldom_and_a_block_under_work_is_reported(
     counting_loop: CountingLoop,
 ) -> None:
     busy = False
-    watchdog = LoopWatchdog(
-        counting_loop.loop,
-        lambda task: {"job_id": "job-1", "task": "slow"},
-        threshold=0.1,
-        busy=lambda: busy,
-        interval=0.01,
-        idle_interval=0.5,
+    watchdog = make_watchdog(
+        counting_loop, lambda: busy, threshold=0.1, interval=0.01, idle_interval=0.5
     )
     with capture_logs() as logs:
         watchdog.start()
@@ -91,14 +99,7 @@ def test_an_idle_worker_is_probed_seldom_and_a_block_under_work_is_reported(
 
 
 def test_a_worker_busy_at_start_is_probed_at_once(counting_loop: CountingLoop) -> None:
-    watchdog = LoopWatchdog(
-        counting_loop.loop,
-        lambda task: None,
-        threshold=0.5,
-        busy=lambda: True,
-        interval=0.01,
-        idle_interval=60,
-    )
+    watchdog = make_watchdog(counting_loop, lambda: True, interval=0.01, idle_interval=60)
     watchdog.start()
     try:
         assert wait_until(lambda: counting_loop.calls >= 3, timeout=2)
@@ -110,9 +111,7 @@ def test_a_worker_busy_at_start_is_probed_at_once(counting_loop: CountingLoop) -
 def test_stopping_an_idle_watchdog_does_not_wait_for_its_idle_pause(
     counting_loop: CountingLoop,
 ) -> None:
-    watchdog = LoopWatchdog(
-        counting_loop.loop, lambda task: None, threshold=0.5, busy=lambda: False, idle_interval=60
-    )
+    watchdog = make_watchdog(counting_loop, lambda: False, idle_interval=60)
     watchdog.start()
     time.sleep(0.05)
     began = time.monotonic()
@@ -124,14 +123,8 @@ def test_stopping_an_idle_watchdog_does_not_wait_for_its_idle_pause(
 def test_an_idle_worker_looks_for_work_often_but_probes_the_loop_seldom(
     counting_loop: CountingLoop,
 ) -> None:
-    watchdog = LoopWatchdog(
-        counting_loop.loop,
-        lambda task: None,
-        threshold=0.5,
-        busy=lambda: False,
-        interval=0.01,
-        idle_interval=0.02,
-        idle_probe_interval=0.4,
+    watchdog = make_watchdog(
+        counting_loop, lambda: False, interval=0.01, idle_interval=0.02, idle_probe_interval=0.4
     )
     watchdog.start()
     time.sleep(1.0)
