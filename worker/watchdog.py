@@ -78,7 +78,7 @@ class LoopWatchdog(threading.Thread):
                 if probe.answered_at is None:
                     self._still_waiting(probe)
                     continue
-                self._answered(probe)
+                self._answered(probe, probe.answered_at)
                 probe = None
             if not busy and time.monotonic() - last_posted < self._idle_probe_interval:
                 continue  # idle: only look for work; the loop is probed seldom
@@ -104,9 +104,8 @@ class LoopWatchdog(threading.Thread):
             **probe.job,
         )
 
-    def _answered(self, probe: _Probe) -> None:
-        assert probe.answered_at is not None  # noqa: S101 - only answered probes come here
-        lag = probe.answered_at - probe.posted
+    def _answered(self, probe: _Probe, answered_at: float) -> None:
+        lag = answered_at - probe.posted
         self.lag_seconds = lag
         if probe.job is not None:  # it was reported blocked
             log.info("loop.unblocked", blocked_ms=round(lag * 1000, 1), **probe.job)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from tests.conftest import wait_for
 from worker.watchdog import LoopWatchdog
 
 
@@ -48,15 +49,6 @@ def counting_loop() -> Iterator[CountingLoop]:
     loop.close()
 
 
-def wait_until(condition: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def make_watchdog(
     loop: CountingLoop, busy: Callable[[], bool], *, threshold: float = 0.5, **timings: float
 ) -> LoopWatchdog:
@@ -83,9 +75,9 @@ def test_an_idle_worker_is_probed_seldom_and_a_block_under_work_is_reported(
         assert counting_loop.calls == 0  # idle: no probe in 30 busy intervals
 
         busy = True
-        assert wait_until(lambda: counting_loop.calls >= 3)  # the busy pace, within 0.5 s
+        wait_for(lambda: counting_loop.calls >= 3, timeout=5)  # the busy pace, within 0.5 s
         counting_loop.block(0.4)
-        assert wait_until(lambda: any(entry["event"] == "loop.unblocked" for entry in logs))
+        wait_for(lambda: any(entry["event"] == "loop.unblocked" for entry in logs), timeout=5)
         watchdog.stop()
     assert not watchdog.is_alive()
     blocked = [entry for entry in logs if entry["event"] == "loop.blocked"]
@@ -102,7 +94,7 @@ def test_a_worker_busy_at_start_is_probed_at_once(counting_loop: CountingLoop) -
     watchdog = make_watchdog(counting_loop, lambda: True, interval=0.01, idle_interval=60)
     watchdog.start()
     try:
-        assert wait_until(lambda: counting_loop.calls >= 3, timeout=2)
+        wait_for(lambda: counting_loop.calls >= 3, timeout=2)
     finally:
         watchdog.stop()
     assert not watchdog.is_alive()
