@@ -13,11 +13,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/coroq
 WORKDIR /src
+# The releases of `coroq[fast]` (uvloop included) and of the build backend, pinned with their
+# hashes in the lock (.ci/lock writes it): two builds a month apart install the same packages.
+COPY config/requirements/worker.txt ./requirements.txt
+RUN /opt/coroq/bin/pip install --no-cache-dir --require-hashes -r requirements.txt
 COPY pyproject.toml README.md ./
 COPY producer ./producer
 COPY worker ./worker
-# `fast` adds uvloop. A non-editable install copies the packages into the virtualenv.
-RUN /opt/coroq/bin/pip install --no-cache-dir ".[fast]" \
+# A non-editable install copies the packages into the virtualenv; everything it needs is there.
+RUN /opt/coroq/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
     && /opt/coroq/bin/python -m compileall -q /opt/coroq/lib
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -98,16 +99,25 @@ def async_client(url: str, *, retries: int = 3) -> redis.asyncio.Redis:
     return client
 
 
+class _CommandPacker(Protocol):
+    def pack(self, *args: Any) -> list[bytes]: ...
+
+
+# The typed seam to redis-py's hiredis packer: some releases ship it without annotations
+# (redis 8.2's __init__), so strict mypy is told here, once, what coroq relies on: a
+# constructor without arguments and pack(*args) -> list[bytes].
+_new_command_packer: Callable[[], _CommandPacker] = HiredisRespSerializer
+
+
 class _HiredisPacking:
     """Packs commands with hiredis's C packer, as redis-py's blocking connections do when
     hiredis is installed; its asyncio connections pack in Python, which took a tenth of the
     worker's loop thread (a pipeline carries the outcomes of hundreds of jobs)."""
 
-    _serializer = HiredisRespSerializer()
+    _serializer = _new_command_packer()
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        packed: list[bytes] = self._serializer.pack(*args)
-        return packed
+        return self._serializer.pack(*args)
 
 
 class _HiredisTCPConnection(_HiredisPacking, redis.asyncio.Connection):

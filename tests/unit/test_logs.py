@@ -13,7 +13,7 @@ import orjson
 import pytest
 import structlog
 from structlog.contextvars import bound_contextvars
-from structlog.testing import capture_logs
+from structlog.testing import LogCapture, capture_logs
 
 from worker.logs import configure_logging, use_json
 from worker.tasks.builtin import echo
@@ -132,11 +132,16 @@ def test_the_echo_task_logs_its_arguments() -> None:
 
 
 def test_a_captured_line_carries_the_bound_job_context() -> None:
-    with (
-        capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs,
-        bound_contextvars(**JOB_CONTEXT),
-    ):
-        asyncio.run(echo(to="x"))
-    (line,) = logs
+    # LogCapture behind merge_contextvars, as the worker's own chain has it (built by hand:
+    # capture_logs(processors=...) needs structlog 25.5, above the lower bound users get).
+    capture = LogCapture()
+    previous = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    try:
+        with bound_contextvars(**JOB_CONTEXT):
+            asyncio.run(echo(to="x"))
+    finally:
+        structlog.configure(**previous)
+    (line,) = capture.entries
     assert line["kwargs"] == {"to": "x"}
     assert {k: line[k] for k in JOB_CONTEXT} == JOB_CONTEXT

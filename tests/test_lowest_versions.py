@@ -1,0 +1,88 @@
+"""The lower bounds in pyproject.toml are true: the unit and integration tests pass on the
+lowest release of every runtime dependency that pyproject.toml allows.
+
+`config/requirements/lowest.txt` pins those releases (with the test tools at their dev.txt
+versions); `.ci/lock` writes it beside the newest-release lock the rest of the suite runs on.
+So the suite proves both ends of every range users may install. This test builds a fresh
+virtualenv from that file and runs the two test folders in it, against their own Redis servers.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+LOWEST_LOCK = REPO_ROOT / "config" / "requirements" / "lowest.txt"
+FOLDERS = ["tests/unit", "tests/integration"]
+# Deprecation warnings that old releases raise against today's releases of their own
+# dependencies (a warning for users, an error under the suite's filterwarnings = error).
+# Each is named exactly (-W takes the message literally), so any other warning still fails.
+QUIET_ON_OLD_RELEASES = [
+    # typer < 0.25 imports it from click; click 8.2+ warns.
+    "-W", "ignore:'click.utils.get_binary_stream' is deprecated:DeprecationWarning",
+    "-W", "ignore:'click.utils.get_text_stream' is deprecated:DeprecationWarning",
+]  # fmt: skip
+
+
+def run(
+    command: list[str | Path],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, capture_output=True, text=True, check=False, env=env, cwd=cwd, timeout=timeout
+    )
+
+
+def pinned(lock: Path, name: str) -> str:
+    for line in lock.read_text().splitlines():
+        if line.startswith(f"{name}=="):
+            return line.split("==")[1].split()[0]
+    raise AssertionError(f"{name} is not pinned in {lock}")
+
+
+@pytest.mark.slow
+@pytest.mark.lowest_versions
+@pytest.mark.timeout(1200)  # a virtualenv to build, then two test folders to run
+def test_unit_and_integration_tests_pass_on_the_lowest_allowed_releases(tmp_path: Path) -> None:
+    venv = tmp_path / "lowest"
+    python = venv / "bin" / "python"
+    created = run([sys.executable, "-m", "venv", venv])
+    assert created.returncode == 0, created.stderr
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    installed = run(
+        [python, "-m", "pip", "install", "-q", "--require-hashes", "-r", LOWEST_LOCK], env=env
+    )
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    # The lowest setuptools allowed by [build-system] builds the project too.
+    project = run(
+        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", "."],
+        env=env,
+        cwd=REPO_ROOT,
+    )
+    assert project.returncode == 0, project.stdout + project.stderr
+
+    versions = run(
+        [python, "-c", "import redis, pydantic; print(redis.__version__, pydantic.VERSION)"]
+    )
+    assert versions.stdout.split() == [
+        pinned(LOWEST_LOCK, "redis"),
+        pinned(LOWEST_LOCK, "pydantic"),
+    ], versions.stderr
+
+    tests = run(
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *QUIET_ON_OLD_RELEASES, *FOLDERS],
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=900,
+    )
+    summary = "\n".join(tests.stdout.splitlines()[-40:])
+    assert tests.returncode == 0, f"on the lowest releases:\n{summary}\n{tests.stderr[-2000:]}"
