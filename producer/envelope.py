@@ -1,4 +1,4 @@
-"""The job envelope: the JSON object every producer pushes (DESIGN §2).
+"""The job envelope: the JSON object every producer pushes (docs/protocol.md#envelope).
 
 This model is the wire contract. It is deliberately strict about types (a `max_attempts`
 of `"3"` or `true` is an error, not a guess) and lenient about the unknown: extra fields are

@@ -20,7 +20,7 @@ class InvalidQueueName(CoroqError, ValueError):
 
 
 class InvalidJob(CoroqError, ValueError):
-    """A job that does not match the envelope (DESIGN §2).
+    """A job that does not match the envelope (docs/protocol.md#envelope).
 
     `source` names where it came from (a file name, `<stdin>`, `<api>`), `index` is the job's
     position in that source (0-based), `field` the offending field when one is to blame.

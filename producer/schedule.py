@@ -1,8 +1,8 @@
 """When delayed jobs fall due: a delay after the push, or a start time.
 
 Delayed jobs wait in `coroq:{Q}:delayed`, scored by their due time in epoch milliseconds
-(DESIGN §2); workers move the due ones to the consuming end of the ready list each time they
-take jobs.
+(docs/protocol.md#keys); workers move the due ones to the consuming end of the ready list
+each time they take jobs.
 """
 
 from __future__ import annotations
