@@ -3,6 +3,7 @@
     python bench/compare.py [--rounds 3] [--quick] [--systems coroq,arq,...]
                             [--workloads w1,w2,w3,w4,w5,push,scale]
                             [--json PATH] [--markdown PATH] [--chart PATH] [--no-install]
+                            [--baseline REV]
 
 Starts one private redis-server on a free port (never the one on 6379), makes each peer's
 virtual environment under bench/.venvs/ from its pins in bench/peers/ when it is missing, then
@@ -10,6 +11,10 @@ runs `--rounds` rounds. A round runs each selected workload on every selected sy
 (A B C ... A B C), so slow and fast periods of a shared machine fall on all of them. It prints a
 table of medians with [min-max] over rounds and per-round ratios to coroq, checks coroq's
 goals, and writes JSON, a Markdown table and a PNG chart (bench/results/ by default).
+
+`--baseline REV` adds the system `coroq@<short REV>`: coroq's worker and producer of the git
+revision REV, from a temporary `git worktree` (removed at the end), in every round beside the
+current code, so its "÷ coroq" ratios read "REV ÷ now" (a refactor's before and after, in one run).
 
 `--quick` is the smoke form (a few hundred jobs, one round, about a minute for coroq alone).
 See docs/performance.md for what each workload measures and how to read the figures.
@@ -20,6 +25,7 @@ and in the JSON), 2 when the run could not start.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import os
@@ -49,6 +55,7 @@ from bench.comparison.systems import (  # noqa: E402
     SYSTEMS,
     Launcher,
     System,
+    baseline,
     describe,
     ensure_venv,
     git_revision,
@@ -88,10 +95,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-install", action="store_true", help="skip peers whose venv is missing"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run coroq's worker and producer of git revision REV, as coroq@<REV>",
+    )
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.baseline and COROQ not in args.systems:
+        parser.error("--baseline is compared with coroq: keep coroq in --systems")
     return args
 
 
@@ -213,7 +227,13 @@ def heading(
         f"{environment['cpus']} CPUs ({environment['cpu']}), redis-py {deps['redis']}, "
         f"hiredis {deps['hiredis']}, uvloop {deps['uvloop']}; load avg "
         f"{environment['load_avg_start'][0]:.2f} -> {environment['load_avg_end'][0]:.2f}",
-        "Figures: median [min-max] over rounds; '÷ coroq' is the per-round ratio to coroq.",
+        "Figures: median [min-max] over rounds; '÷ coroq' is the per-round ratio to coroq."
+        + (
+            f" Baseline: {environment['baseline']} (--baseline {args.baseline}); its ratio "
+            "is baseline ÷ current."
+            if args.baseline
+            else ""
+        ),
     ]
 
 
@@ -273,6 +293,7 @@ def document(
             "sizes": dataclasses.asdict(sizes),
             "systems": [s.name for s in systems],
             "workloads": args.workloads,
+            "baseline": args.baseline,
         },
         "environment": environment,
         "systems": describe(systems),
@@ -291,6 +312,12 @@ def document(
         "problems": collect_problems(rounds),
         "notes": notes,
     }
+
+
+def with_baseline(systems: list[System], base: System) -> list[System]:
+    """The baseline right after coroq: measured in turn with the others, like a peer."""
+    at = systems.index(BY_NAME[COROQ]) + 1
+    return [*systems[:at], base, *systems[at:]]
 
 
 def run(
@@ -324,8 +351,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     workdir = Path(tempfile.mkdtemp(prefix="coroq-compare-"))
     try:
-        systems = prepare_peers([BY_NAME[n] for n in args.systems], not args.no_install, workdir)
-        environment, rounds = run(args, sizes, systems, workdir)
+        with contextlib.ExitStack() as stack:  # the baseline's worktree goes before workdir
+            chosen = [BY_NAME[n] for n in args.systems]
+            systems = prepare_peers(chosen, not args.no_install, workdir)
+            base = stack.enter_context(baseline(args.baseline, workdir)) if args.baseline else None
+            if base is not None:
+                systems = with_baseline(systems, base)
+            environment, rounds = run(args, sizes, systems, workdir)
+            environment["baseline"] = base.name if base else None
     except (MeasureError, RuntimeError) as exc:
         print(f"compare: error: {exc}", file=sys.stderr)
         return 2

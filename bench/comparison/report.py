@@ -62,9 +62,15 @@ class Spread:
 # -- summaries --------------------------------------------------------------------------------
 
 
+def _row_rank(row: str) -> tuple[int, str]:
+    """ROW_ORDER, a baseline (`coroq@<rev>`) right below coroq, anything else at the end."""
+    name = COROQ if row.startswith(f"{COROQ}@") else row
+    return (ROW_ORDER.index(name) if name in ROW_ORDER else 99, row)
+
+
 def rows_of(rounds: Sequence[Round], workload: str) -> list[str]:
     seen = {row for r in rounds for row in r.get(workload, {})}
-    return sorted(seen, key=lambda row: ROW_ORDER.index(row) if row in ROW_ORDER else 99)
+    return sorted(seen, key=_row_rank)
 
 
 def metric_values(rounds: Sequence[Round], workload: str, row: str, metric: str) -> list[float]:
@@ -262,7 +268,8 @@ TABLES = (
 
 def row_label(workload: str, row: str) -> str:
     special = {"push": PUSH_LABELS, "scale": SCALE_LABELS}.get(workload, {})
-    return special.get(row, ROW_LABELS.get(row, row))
+    other = f"{row} (baseline)" if row.startswith(f"{COROQ}@") else row
+    return special.get(row, ROW_LABELS.get(row, other))
 
 
 def table_cells(

@@ -1,10 +1,11 @@
 """The systems compared: coroq and its peers, how each worker is started, how jobs are enqueued,
-and the peers' virtual environments (`bench/.venvs/<peer>/`, made from `bench/peers/<peer>.txt`
-when missing or when the pins changed).
+the peers' virtual environments (`bench/.venvs/<peer>/`, made from `bench/peers/<peer>.txt`
+when missing or when the pins changed), and a baseline: coroq at an earlier git revision.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -12,7 +13,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,9 +47,11 @@ class System:
     w1_jobs: int | None = None  # fewer W1 jobs for a system this slow, so a run stays short
     w2_jobs: int | None = None
     settings: str = ""  # how its worker runs, for the report
+    tree: Path | None = None  # coroq from this git worktree (--baseline), not from REPO_ROOT
 
     @property
     def is_coroq(self) -> bool:
+        """A coroq worker: the current code, or a baseline's (same commands, same venv)."""
         return self.venv is None
 
 
@@ -219,11 +223,12 @@ class Launcher:
     url: str
     workdir: Path
 
-    def coroq_env(self) -> dict[str, str]:
-        """For coroq's programs (worker, `producer push`) and the BRPOP loop."""
+    def coroq_env(self, tree: Path | None = None) -> dict[str, str]:
+        """For coroq's programs (worker, `producer push`) and the BRPOP loop; with `tree`, for
+        a baseline's (see `coroq_pythonpath`)."""
         env = _clean_env()
         env.update(
-            PYTHONPATH=str(REPO_ROOT),
+            PYTHONPATH=coroq_pythonpath(tree),
             COROQ_REDIS_URL=self.url,
             COROQ_LOG_LEVEL="warning",
             COROQ_LOG_FORMAT="json",
@@ -234,7 +239,7 @@ class Launcher:
     def env(self, system: System, queue: str, concurrency: int, marks: Path) -> dict[str, str]:
         """A worker's or an adapter's environment for one measurement."""
         if system.is_coroq:
-            env = self.coroq_env()
+            env = self.coroq_env(system.tree)
         else:
             env = _clean_env()
             env["PYTHONPATH"] = str(PEERS_DIR)
@@ -271,11 +276,14 @@ class Launcher:
         timeout: float = 600.0,
     ) -> Enqueued:
         """Enqueue `count` jobs of kind `job` with the system's own API."""
-        if system.is_coroq:
+        if system.is_coroq and system.tree is None:
             return enqueue_coroq(self.url, queue, job, count, interval)
-        assert system.venv is not None
-        assert system.adapter is not None
-        args = [str(venv_python(system.venv)), str(PEERS_DIR / system.adapter), "enqueue"]
+        if system.tree is not None:  # a baseline's own producer: in a process on its tree
+            args = [sys.executable, "-m", "bench.comparison.coroq_enqueue", "enqueue"]
+        else:
+            assert system.venv is not None
+            assert system.adapter is not None
+            args = [str(venv_python(system.venv)), str(PEERS_DIR / system.adapter), "enqueue"]
         args += ["--job", job, "--count", str(count), "--interval", str(interval)]
         env = self.env(system, queue, 1, marks)
         log = self.workdir / f"enqueue-{system.name}.log"
@@ -331,3 +339,89 @@ def describe(systems: Sequence[System]) -> dict[str, dict[str, str]]:
         }
         for s in systems
     }
+
+
+# -- a baseline: coroq at an earlier revision -------------------------------------------------
+
+HARNESS = "harness"  # <baseline folder>/harness/bench: a link to this repository's bench/
+
+
+def coroq_pythonpath(tree: Path | None) -> str:
+    """PYTHONPATH of a coroq child: this repository, or for a baseline (`tree`, a worktree of
+    an earlier revision) `<baseline folder>/harness` first, then the worktree.
+
+    So a baseline's child imports the code under test, `worker` and `producer`, from the
+    worktree, and the harness, `bench` (the tasks, the marks file, the enqueue command), from
+    this repository, like the current coroq: the driver reads the marks file with this
+    harness's layout, and both sides must run the very same jobs, so that a difference
+    measures coroq and not a change of the benchmark. `harness` holds nothing but `bench`. The
+    children run in the scratch folder (their cwd, first on sys.path), which holds no package;
+    the editable install's finder for this repository comes after PYTHONPATH. `baseline`
+    checks all of this in a child before the run."""
+    if tree is None:
+        return str(REPO_ROOT)
+    return os.pathsep.join([str(tree.parent / HARNESS), str(tree)])
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=300
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def _check_imports(tree: Path, cwd: Path) -> str:
+    """Where a baseline's child imports `worker`, `producer` and `bench.tasks` from; an error
+    unless the first two are the worktree's and the last this repository's."""
+    code = "import bench.tasks, producer, worker\n"
+    code += "print(worker.__file__, producer.__file__, bench.tasks.__file__)"
+    env = _clean_env() | {"PYTHONPATH": coroq_pythonpath(tree)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True,
+        check=False, timeout=60,
+    )  # fmt: skip
+    files = [Path(f).resolve() for f in result.stdout.split()]
+    expected = [tree.resolve(), tree.resolve(), REPO_ROOT / "bench"]
+    if len(files) != 3 or not all(
+        f.is_relative_to(e) for f, e in zip(files, expected, strict=True)
+    ):
+        raise RuntimeError(f"the baseline imports the wrong code: {result.stdout}{result.stderr}")
+    return ", ".join(str(f) for f in files)
+
+
+@contextmanager
+def baseline(revision: str, workdir: Path) -> Iterator[System]:
+    """The system `coroq@<short commit>`: the current coroq system (same Python environment,
+    commands and harness) running the worker and the producer of `revision`, from a clean `git
+    worktree` under `workdir`, removed on the way out."""
+    try:
+        commit = _git("rev-parse", "--verify", f"{revision}^{{commit}}")
+    except RuntimeError as exc:
+        raise RuntimeError(f"--baseline {revision!r} is not a commit here ({exc})") from None
+    short = _git("rev-parse", "--short", commit)
+    folder = workdir / "baseline"
+    tree = folder / f"coroq-{short}"
+    (folder / HARNESS).mkdir(parents=True)
+    (folder / HARNESS / "bench").symlink_to(REPO_ROOT / "bench", target_is_directory=True)
+    _git("worktree", "add", "--detach", "--quiet", str(tree), commit)
+    try:
+        # This first child also writes the worktree's bytecode (unless PYTHONDONTWRITEBYTECODE
+        # is set, then no child writes any, here or in this repository), as earlier runs did here.
+        print(f"baseline coroq@{short} imports {_check_imports(tree, workdir)}", file=sys.stderr)
+        yield dataclasses.replace(
+            BY_NAME[COROQ],
+            name=f"coroq@{short}",
+            label=f"coroq@{short} (baseline)",
+            tree=tree,
+            settings=f"as coroq, with the worker and producer of {revision} ({commit}) from a "
+            "git worktree; the jobs, the harness and the Python environment of the current run",
+        )
+    finally:
+        removed = subprocess.run(
+            ["git", "worktree", "remove", "--force", str(tree)],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=False, timeout=120,
+        )  # fmt: skip
+        if removed.returncode != 0:
+            print(f"compare: could not remove worktree {tree}: {removed.stderr}", file=sys.stderr)
