@@ -23,7 +23,7 @@ import redis
 from bench.comparison.processes import MeasureError, run_to_end
 from producer import Producer
 from producer.envelope import build_envelope
-from worker.local_redis import find_redis_server
+from worker.cli.local_redis import find_redis_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEERS_DIR = REPO_ROOT / "bench" / "peers"
