@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import redis
@@ -276,5 +275,28 @@ def blocked_in_pop(client: redis.Redis, client_id: int | None) -> bool:
     return False
 
 
-def within(seconds: float, started: float) -> bool:
-    return time.monotonic() - started < seconds
+T = TypeVar("T")
+
+
+def returns_within(seconds: float, step: Callable[[], T], what: str) -> T:
+    """Run `step` on a helper thread and return its result; fail, rather than hang the suite,
+    when it has not returned within `seconds`. A step blocked in C code (an event loop's
+    close waiting in epoll) cannot be interrupted by pytest-timeout's signal; the helper
+    thread is left behind (a daemon) and the test fails naming the step."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = step()
+        except BaseException as exc:  # handed to the test's thread
+            outcome["error"] = exc
+
+    helper = threading.Thread(target=run, name=f"test-step-{what}", daemon=True)
+    helper.start()
+    helper.join(seconds)
+    if helper.is_alive():
+        raise AssertionError(f"{what} did not return within {seconds} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    result: T = outcome["result"]
+    return result

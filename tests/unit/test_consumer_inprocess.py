@@ -41,6 +41,7 @@ from tests.unit.inprocess import (
     record,
     registry,
     reply_lost,
+    returns_within,
     server_error,
 )
 from worker import Backoff
@@ -178,7 +179,8 @@ class Rig:
                 self.running.wait_empty(10)
             self.loop.run(self._close_on_loop(), timeout=10)
             self.executor.shutdown(wait=True, cancel_futures=True)
-            self.loop.stop()
+            # As in the worker; under a time limit, for the reason given in test_shutdown_steps.
+            returns_within(20, self.loop.stop, "EventLoopThread.stop()")
             for client in self._clients:
                 client.close()
 

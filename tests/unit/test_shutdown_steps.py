@@ -26,6 +26,7 @@ from tests.unit.inprocess import (
     ready_ids,
     record,
     registry,
+    returns_within,
 )
 from worker.process.daemon import ShutdownSummary, Worker
 
@@ -40,6 +41,19 @@ def tracker() -> Tracker:
     return TRACKER
 
 
+# Worker.close() and Worker.shutdown() run under a time limit (tests.unit.inprocess): both end
+# with the event loop's close, which has been seen to block for ever inside uvloop.
+CLOSE_LIMIT = 20.0
+
+
+def close(worker: Worker) -> None:
+    returns_within(CLOSE_LIMIT, worker.close, "Worker.close()")
+
+
+def shutdown(worker: Worker) -> ShutdownSummary:
+    return returns_within(CLOSE_LIMIT, worker.shutdown, "Worker.shutdown()")
+
+
 def close_quietly(worker: Worker) -> None:
     """Whatever step a test stopped at, take the worker the rest of the way down."""
     if not worker.loop_thread.is_alive:
@@ -47,7 +61,7 @@ def close_quietly(worker: Worker) -> None:
     worker.request_shutdown("test teardown", immediate=True)
     worker.stop_consumers()
     worker.cancel_running()
-    worker.close()
+    close(worker)
 
 
 @pytest.fixture
@@ -142,7 +156,7 @@ def test_close_clears_the_heartbeat_when_nothing_is_held(
     worker.request_shutdown("test")
     worker.stop_consumers()
     assert worker.wait_for_running(time.monotonic() + 1)
-    worker.close()
+    close(worker)
 
     assert not redis_client.exists(keys.worker(worker_id))
     assert not redis_client.sismember(workers_key(), worker_id)
@@ -163,7 +177,7 @@ def test_close_keeps_the_heartbeat_while_a_job_is_still_held(
     worker.stop_consumers()
     redis_client.lpush(processing, job("inproc.work", "still-held"))
     try:
-        worker.close()
+        close(worker)
         assert redis_client.exists(keys.worker(worker_id))
         assert redis_client.sismember(workers_key(), worker_id)
     finally:
@@ -201,7 +215,7 @@ def test_shutdown_runs_every_step_and_reports_what_it_cancelled(
     push(redis_client, keys, job("inproc.hang", "long"), job("inproc.work", "short"))
     wait_for(lambda: TRACKER.started("long") and TRACKER.finished["short"])
     worker.request_shutdown("SIGTERM")
-    summary = worker.shutdown()
+    summary = shutdown(worker)
     assert (summary.reason, summary.finished_in_grace, summary.cancelled) == ("SIGTERM", False, 1)
     assert 0.3 <= summary.duration_s < 10
     assert ready_ids(redis_client, keys) == ["long"]
@@ -219,7 +233,7 @@ def test_burst_mode_returns_a_summary_once_drained(
 
     def serve() -> None:
         worker.wait_for_shutdown_request()
-        summaries.append(worker.shutdown())
+        summaries.append(shutdown(worker))
 
     serving = threading.Thread(target=serve, name="test-burst", daemon=True)
     serving.start()
