@@ -42,8 +42,10 @@ def tracker() -> Tracker:
 
 
 # Worker.close() and Worker.shutdown() run under a time limit (tests.unit.inprocess): both end
-# with the event loop's close, which has been seen to block for ever inside uvloop.
-CLOSE_LIMIT = 20.0
+# with the event loop's close, which has been seen to block for ever inside uvloop. Their own
+# waits are bounded (10 s for the closing steps on the loop, 10 s for the loop thread to end),
+# so a close that takes longer than this is stuck.
+CLOSE_LIMIT = 30.0
 
 
 def close(worker: Worker) -> None:

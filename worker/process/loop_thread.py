@@ -71,6 +71,8 @@ class EventLoopThread:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the loop and wait up to `timeout` seconds for its thread to close it."""
+        if self.loop.is_closed():
+            return
         if self._thread.ident is None:  # never started
             self.loop.close()
             return
