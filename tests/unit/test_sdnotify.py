@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.process.sdnotify import SystemdNotifier
+from worker.sdnotify import SystemdNotifier
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Housekeeping on the event loop: recovering the jobs of lost workers.
 
 (Due delayed jobs are promoted by the consumers' take script, and at the due time of each
-retry this worker schedules; see `worker.jobs.consumer` and `worker.jobs.outcomes`.)
+retry this worker schedules; see `worker.consumer` and `worker.outcomes`.)
 
 Each loop logs and survives its own errors (a Redis outage included) and lets cancellation
 through, so shutdown stops it at once.
@@ -16,9 +16,11 @@ import redis
 import redis.asyncio
 import structlog
 
-from producer.keys import workers_key
-from worker.jobs.protocol import AsyncQueue
-from worker.redis_health import AsyncOutages
+from producer.connection import is_transient
+from producer.keys import QueueKeys, workers_key
+from producer.scripts import AsyncScripts, recover_call
+from worker.redis_health import RedisHealth
+from worker.settings import WorkerSettings
 
 log = structlog.get_logger()
 
@@ -28,7 +30,7 @@ FULL_SCAN_EVERY = 600.0
 
 
 async def run_periodically(
-    name: str, step: Callable[[], Awaitable[float]], outages: AsyncOutages
+    name: str, step: Callable[[], Awaitable[float]], health: RedisHealth
 ) -> None:
     """Call `step` forever; it returns how long to wait before the next call."""
     while True:
@@ -37,23 +39,26 @@ async def run_periodically(
         except asyncio.CancelledError:
             raise
         except redis.RedisError as exc:
-            if not await outages.failed(exc, where=name):
+            if is_transient(exc):
+                health.failed(exc, where=name)
+            else:
                 log.error("housekeeping.redis_error", loop=name, error=str(exc))
             pause = 1.0
         except Exception:
             log.exception("housekeeping.failed", loop=name)
             pause = 1.0
         else:
-            outages.succeeded()
+            health.succeeded()
         await asyncio.sleep(pause)
 
 
-async def warn_if_redis_may_evict(client: redis.asyncio.Redis, outages: AsyncOutages) -> None:
+async def warn_if_redis_may_evict(client: redis.asyncio.Redis, health: RedisHealth) -> None:
     """Warn when Redis may evict keys under memory pressure: queued jobs would vanish."""
     try:
         policy = (await client.config_get("maxmemory-policy")).get("maxmemory-policy")
     except redis.RedisError as exc:
-        await outages.failed(exc, where="start")
+        if is_transient(exc):
+            health.failed(exc, where="start")
         return  # else CONFIG is disabled, as it often is on managed Redis
     if policy is not None and policy != "noeviction":
         log.warning(
@@ -68,20 +73,19 @@ class Reaper:
     """Moves the jobs of workers whose heartbeat expired back to the ready list."""
 
     def __init__(
-        self, client: redis.asyncio.Redis, queues: list[AsyncQueue], *, interval: float
+        self, client: redis.asyncio.Redis, settings: WorkerSettings, scripts: AsyncScripts
     ) -> None:
         self._redis = client
-        self._queues = queues
-        self._interval = interval
-        self._prefix = queues[0].protocol.keys.prefix
-        self._worker_id = queues[0].protocol.worker_id
+        self._settings = settings
+        self._scripts = scripts
+        self._keys = [QueueKeys(queue, settings.prefix) for queue in settings.queues]
 
     async def step(self) -> float:
         """Recover the jobs of every listed worker that is gone; the regular pass."""
-        members = await self._redis.smembers(workers_key(self._prefix))
+        members = await self._redis.smembers(workers_key(self._settings.prefix))
         owners = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
         await self._recover_all(owners)
-        return self._interval
+        return float(self._settings.reaper_interval)
 
     async def scan_step(self) -> float:
         """Recover the jobs of workers missing from the set of workers, found by SCAN.
@@ -93,30 +97,27 @@ class Reaper:
         return FULL_SCAN_EVERY
 
     async def _recover_all(self, owners: set[str]) -> None:
-        owners.discard(self._worker_id)
+        owners.discard(self._settings.worker_id)
         for owner in owners:
             await self._recover(owner)
 
     async def _recover(self, owner: str) -> None:
         keep = False
-        for queue in self._queues:
-            alive, moved = await queue.recover(owner)
+        for keys in self._keys:
+            alive, moved = (int(n) for n in await self._scripts.run(recover_call(keys, owner)))
             if moved:
-                log.warning(
-                    "jobs.recovered", owner=owner, queue=queue.protocol.keys.queue, count=moved
-                )
+                log.warning("jobs.recovered", owner=owner, queue=keys.queue, count=moved)
             # Alive, or just emptied (look again next time): forget it only once it is seen
             # dead and holding nothing, in one read.
             keep = keep or bool(alive or moved)
         if not keep:
             # Gone, and nothing left to recover in the queues we serve. If it still lives
             # elsewhere, its next beat adds it back.
-            await self._redis.srem(workers_key(self._prefix), owner)
+            await self._redis.srem(workers_key(self._settings.prefix), owner)
 
     async def _owners_by_scan(self) -> set[str]:
         owners: set[str] = set()
-        for queue in self._queues:
-            keys = queue.protocol.keys
+        for keys in self._keys:
             prefix = keys.processing("")
             async for key in self._redis.scan_iter(match=keys.processing_pattern, count=1000):
                 name = key.decode() if isinstance(key, bytes) else str(key)

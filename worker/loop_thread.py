@@ -12,10 +12,6 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-import structlog
-
-log = structlog.get_logger()
-
 T = TypeVar("T")
 
 
@@ -39,13 +35,7 @@ class EventLoopThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            # Closed here, in the loop's own thread: a connection left open (one a shutdown
-            # could not close) has been seen to keep uvloop's close waiting for ever. The
-            # thread is a daemon, and `stop` waits for it only until its timeout.
-            self.loop.close()
+        self.loop.run_forever()
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the thread and return once the loop is running."""
@@ -70,14 +60,8 @@ class EventLoopThread:
         return self._thread.is_alive()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the loop and wait up to `timeout` seconds for its thread to close it."""
-        if self.loop.is_closed():
-            return
-        if self._thread.ident is None:  # never started
-            self.loop.close()
-            return
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.warning("worker.loop_not_closed", timeout_s=timeout)
+        if not self._thread.is_alive() and not self.loop.is_closed():
+            self.loop.close()
