@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as `python bench/handoff_floor.py`
     sys.path.insert(0, str(REPO_ROOT))
 
-from worker.loop_thread import new_event_loop  # noqa: E402 - the worker's own loop choice
+from worker.process.loop_thread import new_event_loop  # noqa: E402 - the worker's own loop choice
 
 
 async def job(sleep_s: float) -> None:

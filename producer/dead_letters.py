@@ -11,7 +11,7 @@ import orjson
 import redis
 
 from producer.keys import QueueKeys
-from producer.scripts import SyncScripts, purge_call, revive_call
+from producer.scripts import PRODUCER_SCRIPTS, SyncScripts, purge_call, revive_call
 
 CHUNK = 1000
 DEFAULT_RECORD_TTL = 7 * 24 * 3600
@@ -49,7 +49,7 @@ class DeadLetters:
     def __init__(self, client: redis.Redis, keys: QueueKeys) -> None:
         self._redis = client
         self._keys = keys
-        self._scripts = SyncScripts(client)
+        self._scripts = SyncScripts(client, PRODUCER_SCRIPTS)
 
     def count(self) -> int:
         return self._redis.llen(self._keys.dead)

@@ -16,8 +16,8 @@ from typing import Any
 from producer.errors import WaitTimeout
 from producer.records import decode_record
 from producer.schedule import delay_seconds
+from producer.statuses import FINAL_STATUSES
 
-FINAL_STATUSES = frozenset({"succeeded", "dead"})
 FIRST_PAUSE = 0.02
 LONGEST_PAUSE = 1.0
 # Records read per pipeline round trip.

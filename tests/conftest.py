@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from producer.keys import QueueKeys
-from worker.local_redis import RedisServerProcess
+from worker.cli.local_redis import RedisServerProcess
 
 TESTS_DIR = Path(__file__).parent
 REPO_ROOT = TESTS_DIR.parent
@@ -117,6 +117,17 @@ class WorkerProcess:
             self._log_file.close()
 
     def stop(self) -> None:
+        """End the worker as an operator would: SIGTERM, a second one to cut the grace short,
+        then SIGKILL if it still runs. A process that exits by itself writes its coverage data
+        (a killed one loses all of it)."""
+        for signum, grace in ((signal.SIGTERM, 1.0), (signal.SIGTERM, 5.0)):
+            if self.process.poll() is not None:
+                break
+            self.process.send_signal(signum)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                continue
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()

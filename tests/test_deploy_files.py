@@ -29,7 +29,7 @@ from tests.deploy_tools import (
     entry_point,
     run,
 )
-from worker.local_redis import free_port
+from worker.cli.local_redis import free_port
 from worker.settings import WorkerSettings
 
 # -- docker-compose.yml ---------------------------------------------------------------------
@@ -204,7 +204,7 @@ def test_dockerignore_admits_exactly_what_the_build_copies(tmp_path: Path) -> No
     assert built.returncode == 0, built.stderr
     (wheel,) = (tmp_path / "dist").glob("coroq-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "producer/lua/ack.lua" in names
+    assert "worker/jobs/lua/ack.lua" in names
     assert "worker/py.typed" in names
 
 

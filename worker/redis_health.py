@@ -1,13 +1,28 @@
-"""Tracks whether Redis is reachable, so an outage is logged once, not once per command."""
+"""Redis outages: noticed, logged once (not once per command), and waited out.
+
+`RedisHealth` tracks whether Redis is reachable. `SyncOutages` (the worker's threads, each with
+its own blocking client) and `AsyncOutages` (the event loop's asyncio client) are the one
+place that marks an outage, reconnects after a failover, backs off and tries again. A
+transient error (the link broke, the server is loading or read-only: see
+`producer.connection.is_transient`) is an outage; any other Redis error is the caller's, and
+is raised at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+import redis
+import redis.asyncio
 import structlog
 from redis.backoff import ExponentialWithJitterBackoff
+
+from producer.connection import is_transient, needs_reconnect
+from producer.errors import RedisUnavailable
 
 log = structlog.get_logger()
 
@@ -65,3 +80,87 @@ class ReconnectDelay:
 
     def reset(self) -> None:
         self._failures = 0
+
+
+T = TypeVar("T")
+
+
+class SyncOutages:
+    """For a thread with its own blocking client."""
+
+    def __init__(self, client: redis.Redis, health: RedisHealth) -> None:
+        self._client = client
+        self._health = health
+
+    def failed(self, error: redis.RedisError, where: str) -> bool:
+        """Note a failed command; False when the error is not an outage (the caller's)."""
+        if not is_transient(error):
+            return False
+        self._health.failed(error, where=where)
+        if needs_reconnect(error):  # the next command may reach the new primary
+            self._client.connection_pool.disconnect()
+        return True
+
+    def succeeded(self) -> None:
+        self._health.succeeded()
+
+    def call(self, command: Callable[[], T], *, where: str, stop: threading.Event) -> T:
+        """Run `command` until it succeeds, waiting out outages; raises RedisUnavailable once
+        `stop` is set during one (the worker is shutting down)."""
+        delay = ReconnectDelay()
+        while True:
+            try:
+                result = command()
+            except redis.RedisError as exc:
+                if not self.failed(exc, where):
+                    raise
+                if stop.wait(delay.next_delay()):
+                    raise RedisUnavailable(str(exc)) from exc
+            else:
+                self._health.succeeded()
+                return result
+
+
+class AsyncOutages:
+    """For coroutines on the worker's event loop and its asyncio client."""
+
+    def __init__(self, client: redis.asyncio.Redis, health: RedisHealth) -> None:
+        self._client = client
+        self._health = health
+
+    async def failed(self, error: redis.RedisError, where: str) -> bool:
+        """Note a failed command; False when the error is not an outage (the caller's)."""
+        if not is_transient(error):
+            return False
+        self._health.failed(error, where=where)
+        if needs_reconnect(error):
+            await self._client.connection_pool.disconnect()
+        return True
+
+    def succeeded(self) -> None:
+        self._health.succeeded()
+
+    async def call(
+        self,
+        command: Callable[[], Awaitable[T]],
+        *,
+        where: str,
+        give_up_after: float | None = None,
+    ) -> T:
+        """Await `command()` until it succeeds, waiting out outages (at most `give_up_after`
+        seconds when given; then the last error is raised)."""
+        delay = ReconnectDelay()
+        deadline = None if give_up_after is None else time.monotonic() + give_up_after
+        while True:
+            try:
+                result = await command()
+            except redis.RedisError as exc:
+                if not await self.failed(exc, where):
+                    raise
+                pause = delay.next_delay()
+                if deadline is not None and time.monotonic() + pause > deadline:
+                    raise
+                await asyncio.sleep(pause)
+            else:
+                self._health.succeeded()
+                return result

@@ -23,7 +23,6 @@ import redis
 from bench.comparison.processes import MeasureError, run_to_end
 from producer import Producer
 from producer.envelope import build_envelope
-from worker.local_redis import find_redis_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PEERS_DIR = REPO_ROOT / "bench" / "peers"
@@ -128,6 +127,10 @@ def pick_redis_server(explicit: str | None) -> str:
         candidate = Path(folder) / "redis-server"
         if candidate.is_file() and prefix not in candidate.resolve().parents:
             return str(candidate)
+    # Imported here: the baseline's enqueue child imports this module with an earlier
+    # worker/ on its path, which may keep the helper elsewhere.
+    from worker.cli.local_redis import find_redis_server
+
     return find_redis_server()
 
 

@@ -11,7 +11,7 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return 0
 end
 redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('HSET', KEYS[3], 'status', 'queued', 'attempts', 0)
+redis.call('HSET', KEYS[3], 'status', STATUS.queued, 'attempts', 0)
 redis.call('HDEL', KEYS[3], 'reason', 'error', 'traceback', 'next_attempt_at')
 redis.call('EXPIRE', KEYS[3], ARGV[3])
 return 1

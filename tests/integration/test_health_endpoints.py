@@ -19,10 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from producer.connection import async_client
 from producer.keys import QueueKeys
 from tests.deploy_tools import DOCKERFILE, clean_env, entry_point, run
-from worker.http_endpoints import HealthServer
-from worker.local_redis import free_port
-from worker.loop_thread import EventLoopThread
+from worker.cli.local_redis import free_port
 from worker.metrics import WorkerMetrics, refresh_queue_depths
+from worker.process.http_endpoints import HealthServer
+from worker.process.loop_thread import EventLoopThread
 
 
 @dataclass

@@ -18,7 +18,7 @@ from producer.keys import QueueKeys
 from tests.conftest import wait_for
 from tests.integration.helpers import record
 from worker.cpu_affinity import format_cpu_list
-from worker.supervisor import child_arguments
+from worker.process.supervisor import child_arguments
 
 FAST_RECOVERY = {
     "COROQ_HEARTBEAT_INTERVAL": "0.2",

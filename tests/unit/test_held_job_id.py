@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.consumer import held_job_id
+from worker.jobs.protocol import held_job_id
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from producer.keys import QueueKeys
 from tests.unit.strategies import json_values, valid_envelopes
 from worker.errors import InvalidArguments, MalformedJob, UnknownTask
-from worker.job import ReceivedJob, RejectedJob, decode_job
+from worker.jobs.decode import ReceivedJob, RejectedJob, decode_job
 from worker.registry import TaskOptions, TaskRegistry, TaskSpec, task
 from worker.settings import WorkerSettings, load_settings
 

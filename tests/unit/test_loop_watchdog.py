@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from tests.conftest import wait_for
-from worker.watchdog import LoopWatchdog
+from worker.process.watchdog import LoopWatchdog
 
 
 class CountingLoop:

@@ -26,9 +26,9 @@ from producer.envelope import JobEnvelope, validate_envelope
 from producer.errors import InvalidSchedule, PartialPush, WaitTimeout
 from producer.keys import QueueKeys
 from producer.schedule import Schedule, epoch_ms, make_schedule, parse_at
-from producer.scripts import SyncScripts, take_call
 from producer.waiting import FIRST_PAUSE, LONGEST_PAUSE, Waiter
 from tests.unit.failing_client import FailingOnRound
+from worker.jobs.protocol import QueueProtocol, SyncQueue
 
 KEYS = QueueKeys("q")
 runner = CliRunner()
@@ -105,13 +105,14 @@ def test_delayed_jobs_are_promoted_by_the_workers_take_script_once_due(
     producer = Producer(client=fake_redis, queue="q")
     producer.push_many(jobs("later"), delay=60)
     producer.push_many(jobs("past"), at=datetime(2020, 1, 1, tzinfo=UTC))  # due at once
-    scripts = SyncScripts(fake_redis)
-    now_ms = int(time.time() * 1000)
-    next_due, *taken = scripts.run(take_call(KEYS, "w-1", now_ms, 10, 100))
-    assert [orjson.loads(raw)["id"] for raw in taken] == ["past"]
-    assert next_due == delayed(fake_redis)["later"]
-    next_due, *taken = scripts.run(take_call(KEYS, "w-1", int(next_due), 10, 100))
-    assert [orjson.loads(raw)["id"] for raw in taken] == ["later"]
+    queue = SyncQueue(QueueProtocol(KEYS, "w-1", 600), fake_redis)
+    taken = queue.take(10)
+    assert [orjson.loads(raw)["id"] for raw in taken.jobs] == ["past"]
+    assert taken.next_due_ms == delayed(fake_redis)["later"]
+    # At the due time the worker sees (not a minute from now), the later job is taken.
+    next_due, *moved = queue.run(queue.protocol.take(10, taken.next_due_ms))
+    assert [orjson.loads(raw)["id"] for raw in moved] == ["later"]
+    assert next_due == -1
     assert fake_redis.zcard(KEYS.delayed) == 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.sdnotify import SystemdNotifier
+from worker.process.sdnotify import SystemdNotifier
 
 
 @pytest.fixture

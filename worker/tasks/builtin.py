@@ -9,8 +9,8 @@ import aiohttp
 import structlog
 from pydantic import Field
 
-from worker.http_session import current_http_session
 from worker.registry import task
+from worker.tasks.http_session import current_http_session
 
 log = structlog.get_logger()
 

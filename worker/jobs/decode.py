@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import inspect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -22,7 +22,7 @@ from worker.registry import TaskRegistry, TaskSpec
 from worker.settings import WorkerSettings
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ReceivedJob:
     """A valid job, bound to its task, held in this worker's processing list as `raw`."""
 
@@ -36,7 +36,6 @@ class ReceivedJob:
     # The job re-encoded with the id the worker gave it, when its producer gave none;
     # it replaces `raw` in the processing list before the job runs.
     stamped: bytes | None
-    attempt: int = 0  # counted in Redis when the consumer starts it
 
     @property
     def id(self) -> str:
@@ -49,6 +48,12 @@ class ReceivedJob:
     @property
     def queue(self) -> str:
         return self.keys.queue
+
+    def adopted(self) -> ReceivedJob:
+        """The job once its stamped bytes replaced the original in the processing list."""
+        if self.stamped is None:
+            return self
+        return replace(self, raw=self.stamped, stamped=None)
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """Housekeeping on the event loop: recovering the jobs of lost workers.
 
 (Due delayed jobs are promoted by the consumers' take script, and at the due time of each
-retry this worker schedules; see `worker.consumer` and `worker.outcomes`.)
+retry this worker schedules; see `worker.jobs.consumer` and `worker.jobs.outcomes`.)
 
 Each loop logs and survives its own errors (a Redis outage included) and lets cancellation
 through, so shutdown stops it at once.
@@ -16,11 +16,9 @@ import redis
 import redis.asyncio
 import structlog
 
-from producer.connection import is_transient
-from producer.keys import QueueKeys, workers_key
-from producer.scripts import AsyncScripts, recover_call
-from worker.redis_health import RedisHealth
-from worker.settings import WorkerSettings
+from producer.keys import workers_key
+from worker.jobs.protocol import AsyncQueue
+from worker.redis_health import AsyncOutages
 
 log = structlog.get_logger()
 
@@ -30,7 +28,7 @@ FULL_SCAN_EVERY = 600.0
 
 
 async def run_periodically(
-    name: str, step: Callable[[], Awaitable[float]], health: RedisHealth
+    name: str, step: Callable[[], Awaitable[float]], outages: AsyncOutages
 ) -> None:
     """Call `step` forever; it returns how long to wait before the next call."""
     while True:
@@ -39,26 +37,23 @@ async def run_periodically(
         except asyncio.CancelledError:
             raise
         except redis.RedisError as exc:
-            if is_transient(exc):
-                health.failed(exc, where=name)
-            else:
+            if not await outages.failed(exc, where=name):
                 log.error("housekeeping.redis_error", loop=name, error=str(exc))
             pause = 1.0
         except Exception:
             log.exception("housekeeping.failed", loop=name)
             pause = 1.0
         else:
-            health.succeeded()
+            outages.succeeded()
         await asyncio.sleep(pause)
 
 
-async def warn_if_redis_may_evict(client: redis.asyncio.Redis, health: RedisHealth) -> None:
+async def warn_if_redis_may_evict(client: redis.asyncio.Redis, outages: AsyncOutages) -> None:
     """Warn when Redis may evict keys under memory pressure: queued jobs would vanish."""
     try:
         policy = (await client.config_get("maxmemory-policy")).get("maxmemory-policy")
     except redis.RedisError as exc:
-        if is_transient(exc):
-            health.failed(exc, where="start")
+        await outages.failed(exc, where="start")
         return  # else CONFIG is disabled, as it often is on managed Redis
     if policy is not None and policy != "noeviction":
         log.warning(
@@ -73,19 +68,20 @@ class Reaper:
     """Moves the jobs of workers whose heartbeat expired back to the ready list."""
 
     def __init__(
-        self, client: redis.asyncio.Redis, settings: WorkerSettings, scripts: AsyncScripts
+        self, client: redis.asyncio.Redis, queues: list[AsyncQueue], *, interval: float
     ) -> None:
         self._redis = client
-        self._settings = settings
-        self._scripts = scripts
-        self._keys = [QueueKeys(queue, settings.prefix) for queue in settings.queues]
+        self._queues = queues
+        self._interval = interval
+        self._prefix = queues[0].protocol.keys.prefix
+        self._worker_id = queues[0].protocol.worker_id
 
     async def step(self) -> float:
         """Recover the jobs of every listed worker that is gone; the regular pass."""
-        members = await self._redis.smembers(workers_key(self._settings.prefix))
+        members = await self._redis.smembers(workers_key(self._prefix))
         owners = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
         await self._recover_all(owners)
-        return float(self._settings.reaper_interval)
+        return self._interval
 
     async def scan_step(self) -> float:
         """Recover the jobs of workers missing from the set of workers, found by SCAN.
@@ -97,27 +93,30 @@ class Reaper:
         return FULL_SCAN_EVERY
 
     async def _recover_all(self, owners: set[str]) -> None:
-        owners.discard(self._settings.worker_id)
+        owners.discard(self._worker_id)
         for owner in owners:
             await self._recover(owner)
 
     async def _recover(self, owner: str) -> None:
         keep = False
-        for keys in self._keys:
-            alive, moved = (int(n) for n in await self._scripts.run(recover_call(keys, owner)))
+        for queue in self._queues:
+            alive, moved = await queue.recover(owner)
             if moved:
-                log.warning("jobs.recovered", owner=owner, queue=keys.queue, count=moved)
+                log.warning(
+                    "jobs.recovered", owner=owner, queue=queue.protocol.keys.queue, count=moved
+                )
             # Alive, or just emptied (look again next time): forget it only once it is seen
             # dead and holding nothing, in one read.
             keep = keep or bool(alive or moved)
         if not keep:
             # Gone, and nothing left to recover in the queues we serve. If it still lives
             # elsewhere, its next beat adds it back.
-            await self._redis.srem(workers_key(self._settings.prefix), owner)
+            await self._redis.srem(workers_key(self._prefix), owner)
 
     async def _owners_by_scan(self) -> set[str]:
         owners: set[str] = set()
-        for keys in self._keys:
+        for queue in self._queues:
+            keys = queue.protocol.keys
             prefix = keys.processing("")
             async for key in self._redis.scan_iter(match=keys.processing_pattern, count=1000):
                 name = key.decode() if isinstance(key, bytes) else str(key)

@@ -13,16 +13,16 @@ from typing import Annotated, Any
 import typer
 
 from producer.errors import CoroqError
-from worker.check import check_worker
+from worker.cli.check import check_worker
+from worker.cli.demo import run_demo
+from worker.cli.health_probe import DEFAULT_TIMEOUT, probe_health
 from worker.cpu_affinity import apply as apply_cpu_affinity
 from worker.cpu_affinity import available_cpus, child_settings
-from worker.daemon import Worker
-from worker.demo import run_demo
-from worker.health_probe import DEFAULT_TIMEOUT, probe_health
 from worker.logs import configure_logging
+from worker.process.daemon import Worker
+from worker.process.supervisor import Supervisor, child_arguments
 from worker.registry import TaskRegistry
 from worker.settings import WorkerSettings, load_settings
-from worker.supervisor import Supervisor, child_arguments
 
 app = typer.Typer(
     name="worker",

@@ -19,9 +19,9 @@ import orjson
 import redis
 import structlog
 
-from producer.connection import is_transient, needs_reconnect, sync_client
+from producer.connection import sync_client
 from producer.keys import QueueKeys, workers_key
-from worker.redis_health import RedisHealth
+from worker.redis_health import RedisHealth, SyncOutages
 from worker.settings import WorkerSettings
 
 log = structlog.get_logger()
@@ -41,16 +41,15 @@ class HeartbeatThread(threading.Thread):
     ) -> None:
         super().__init__(name="coroq-heartbeat", daemon=True)
         self._settings = settings
-        self._health = health
         self._keys = [QueueKeys(queue, settings.prefix) for queue in settings.queues]
         self._stopped = threading.Event()
         self._redis: redis.Redis = sync_client(
             settings.redis_url, retries=0, socket_timeout=settings.heartbeat_interval
         )
+        self._outages = SyncOutages(self._redis, health)
         self._started_at = time.time()
         self._last_beat = float("-inf")
         self._lapsed = False
-        self.lapses = 0  # beats that found a liveness key gone (its jobs may be recovered)
         self._finished_jobs = finished_jobs
         self._samples: deque[tuple[float, int]] = deque()
         self.beats = 0
@@ -78,7 +77,6 @@ class HeartbeatThread(threading.Thread):
         previous = pipe.execute()[: len(self._keys)]
         self._lapsed = any(old is None for old in previous)
         if self.beats and self._lapsed:
-            self.lapses += 1
             log.warning(
                 "worker.heartbeat_lapsed",
                 worker_id=worker_id,
@@ -105,26 +103,17 @@ class HeartbeatThread(threading.Thread):
             try:
                 self.beat()
             except redis.RedisError as exc:
-                if is_transient(exc):
-                    self._health.failed(exc, where="heartbeat")
-                    if needs_reconnect(exc):
-                        self._redis.connection_pool.disconnect()
-                else:
+                if not self._outages.failed(exc, where="heartbeat"):
                     log.error("worker.heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
                 pause = min(pause, 0.5)  # try again soon: our jobs are at stake
             else:
                 self._last_beat = sent
-                self._health.succeeded()
+                self._outages.succeeded()
 
     def remaining_life(self) -> float:
         """Seconds our liveness keys surely still live (counted from before the last beat
         was sent, so the server's clock can only be later); negative once they may lapse."""
         return self._settings.heartbeat_ttl - (time.monotonic() - self._last_beat)
-
-    def unbroken_since(self, lapses: int) -> bool:
-        """Whether our liveness keys have lived without a break since `lapses` was read (and
-        live now): then no other worker can have recovered a job we held at that time."""
-        return self.lapses == lapses and self.remaining_life() > 0
 
     def fresh(self) -> bool:
         """Whether taking a job is safe: the keys outlive the next beat.

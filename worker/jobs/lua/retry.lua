@@ -1,6 +1,5 @@
 -- Schedule a failed job for another attempt: drop it from the processing list, add it to the
--- delayed set at its due time, and record the failure, in one step. A worker that no longer
--- holds the job (it was recovered) records nothing.
+-- delayed set at its due time, and record the failure, in one step (lib/fence.lua).
 -- KEYS[1]  processing list       coroq:{Q}:processing:<worker-id>
 -- KEYS[2]  delayed set           coroq:{Q}:delayed
 -- KEYS[3]  job record hash       coroq:{Q}:job:<id>
@@ -11,18 +10,17 @@
 -- ARGV[5]  traceback ('' when none)
 -- ARGV[6]  record TTL (seconds)
 -- ARGV[7]  the attempt that failed
--- Returns 1 when scheduled, 0 when the job was no longer held by this worker (or by this attempt).
--- Fencing: an attempt that is no longer the job's latest (the job was recovered from this
--- worker and started again) records nothing.
-local latest = redis.call('HGET', KEYS[3], 'attempts')
-if ARGV[7] ~= '' and latest and latest ~= ARGV[7] then
-  return 0
-end
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+-- Returns 1 when scheduled (now, or by this same call before its reply was lost), 0 when the
+-- job was no longer held by this attempt.
+local seen = redis.call('HMGET', KEYS[3], 'attempts', 'status')
+local held = release_held(KEYS[1], ARGV[1], seen[1], seen[2], ARGV[7], STATUS.retrying, false)
+if held == 'settled' then
+  return 1
+elseif not held then
   return 0
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[3], 'status', 'retrying', 'reason', ARGV[3], 'error', ARGV[4],
+redis.call('HSET', KEYS[3], 'status', STATUS.retrying, 'reason', ARGV[3], 'error', ARGV[4],
   'traceback', ARGV[5], 'next_attempt_at', tonumber(ARGV[2]) / 1000)
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 return 1

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
+import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+
+import structlog
+
+log = structlog.get_logger()
 
 T = TypeVar("T")
 
@@ -35,7 +41,13 @@ class EventLoopThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            # Closed here, in the loop's own thread: a connection left open (one a shutdown
+            # could not close) has been seen to keep uvloop's close waiting for ever. The
+            # thread is a daemon, and `stop` waits for it only until its timeout.
+            self.loop.close()
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the thread and return once the loop is running."""
@@ -59,9 +71,20 @@ class EventLoopThread:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
+    def stack(self) -> str:
+        """Where the loop's thread is now (to report a loop that does not answer)."""
+        frame = sys._current_frames().get(self._thread.ident or -1)
+        return "" if frame is None else "".join(traceback.format_stack(frame))
+
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop and wait up to `timeout` seconds for its thread to close it."""
+        if self.loop.is_closed():
+            return
+        if self._thread.ident is None:  # never started
+            self.loop.close()
+            return
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout)
-        if not self._thread.is_alive() and not self.loop.is_closed():
-            self.loop.close()
+        if self._thread.is_alive():
+            log.warning("worker.loop_not_closed", timeout_s=timeout)

@@ -9,6 +9,7 @@ tests can call one by one without sending signals.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import signal
 import threading
@@ -22,28 +23,30 @@ import redis
 import redis.asyncio
 import structlog
 
-from producer.connection import async_client
+from producer.connection import async_client, sync_client
 from producer.errors import CoroqError
 from producer.keys import QueueKeys
-from producer.scripts import AsyncScripts
-from worker.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread
 from worker.cpu_affinity import available_cpus, format_cpu_list
-from worker.heartbeat import HeartbeatThread
-from worker.housekeeping import Reaper, run_periodically, warn_if_redis_may_evict
-from worker.http_endpoints import HealthServer
-from worker.http_session import SharedHttpSession
-from worker.inflight import InFlight
-from worker.loop_thread import EventLoopThread, loop_implementation
+from worker.jobs.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread, JobPath
+from worker.jobs.decode import decode_job
+from worker.jobs.outcomes import OutcomeStore
+from worker.jobs.protocol import AsyncQueue, QueueProtocol, SyncQueue, pipelined_worker_scripts
+from worker.jobs.runner import REQUEUE_GIVE_UP_AFTER, JobRunner
+from worker.jobs.running import RunningJobs
+from worker.jobs.slots import Slots
 from worker.metrics import WorkerMetrics, refresh_queue_depths
-from worker.outcomes import OutcomeStore
-from worker.redis_health import RedisHealth
+from worker.process.heartbeat import HeartbeatThread
+from worker.process.housekeeping import Reaper, run_periodically, warn_if_redis_may_evict
+from worker.process.http_endpoints import HealthServer
+from worker.process.loop_thread import EventLoopThread, loop_implementation
+from worker.process.sdnotify import SystemdNotifier
+from worker.process.supervisor import supervised, supervisor_gone
+from worker.process.watchdog import LoopWatchdog
+from worker.redis_health import AsyncOutages, RedisHealth, SyncOutages
 from worker.registry import TaskRegistry
 from worker.retry import Backoff
-from worker.runner import REQUEUE_GIVE_UP_AFTER, JobRunner
-from worker.sdnotify import SystemdNotifier
 from worker.settings import WorkerSettings
-from worker.supervisor import supervised, supervisor_gone
-from worker.watchdog import LoopWatchdog
+from worker.tasks.http_session import SharedHttpSession
 
 log = structlog.get_logger()
 
@@ -70,15 +73,15 @@ class Worker:
         self.settings = settings
         self.registry = registry
         self.burst = burst
-        self.inflight = InFlight()
+        self.running = RunningJobs()
+        self.slots = Slots(settings.concurrency)
         self.metrics = WorkerMetrics(known_tasks=registry.names())
-        self.metrics.set_in_flight_source(lambda: len(self.inflight))
+        self.metrics.set_in_flight_source(lambda: len(self.running))
         self.metrics.set_loop_lag_source(self._loop_lag)
         self.health = RedisHealth(settings.redacted_redis_url, self.metrics.redis_reconnect)
         self.notifier = SystemdNotifier.from_environment()
         self._http_server: HealthServer | None = None
         self.loop_thread = EventLoopThread()
-        self._slots = threading.BoundedSemaphore(settings.concurrency)
         self._stop_taking = threading.Event()
         self._shutdown_requested = threading.Event()
         self._immediate = threading.Event()
@@ -99,12 +102,19 @@ class Worker:
         self.loop_thread.start()
         self.heartbeat.start()
         self._redis = async_client(self.settings.redis_url)
-        store = OutcomeStore(self._redis, self.settings, self.health)
+        outages = AsyncOutages(self._redis, self.health)
+        scripts = pipelined_worker_scripts(self._redis)
+        queues = {
+            queue: AsyncQueue(self._protocol(queue), scripts) for queue in self.settings.queues
+        }
+        store = OutcomeStore(queues, outages)
         backoff = Backoff(
             self.settings.retry_base, self.settings.retry_factor, self.settings.retry_cap
         )
         self._runner = JobRunner(store, self._executor, self._http, backoff, self.metrics)
-        self.loop_thread.run(self._start_housekeeping(self._redis), timeout=10)
+        self.loop_thread.run(
+            self._start_housekeeping(self._redis, list(queues.values()), outages), timeout=10
+        )
         if self.settings.metrics_port:
             # Before any job is taken: a port in use stops the start with nothing held.
             self._http_server = HealthServer(
@@ -128,24 +138,12 @@ class Worker:
             self.loop_thread.loop,
             self._describe_running_job,
             threshold=self.settings.loop_lag_threshold,
-            busy=lambda: len(self.inflight) > 0,
+            busy=lambda: len(self.running) > 0,
         )
         self.watchdog.start()
+        path = self._job_path(self._runner)
         for queue in self.settings.queues:
-            consumer = ConsumerThread(
-                QueueKeys(queue, self.settings.prefix),
-                settings=self.settings,
-                registry=self.registry,
-                slots=self._slots,
-                stop=self._stop_taking,
-                loop_thread=self.loop_thread,
-                runner=self._runner,
-                inflight=self.inflight,
-                health=self.health,
-                heartbeat=self.heartbeat,
-                metrics=self.metrics,
-                burst=self.burst,
-            )
+            consumer = self._consumer(queue, path)
             consumer.start()
             self._consumers.append(consumer)
         log.info(
@@ -163,15 +161,45 @@ class Worker:
         )
         self.notifier.ready(status=f"serving {', '.join(self.settings.queues)}")
 
-    async def _start_housekeeping(self, client: redis.asyncio.Redis) -> None:
+    def _protocol(self, queue: str) -> QueueProtocol:
+        keys = QueueKeys(queue, self.settings.prefix)
+        return QueueProtocol(keys, self.settings.worker_id, self.settings.result_ttl)
+
+    def _job_path(self, runner: JobRunner) -> JobPath:
+        return JobPath(
+            slots=self.slots,
+            running=self.running,
+            loop=self.loop_thread,
+            start_jobs=runner.start,
+            decode=functools.partial(decode_job, registry=self.registry, settings=self.settings),
+            heartbeat=self.heartbeat,
+            metrics=self.metrics,
+            stop=self._stop_taking,
+        )
+
+    def _consumer(self, queue: str, path: JobPath) -> ConsumerThread:
+        """A consumer thread with a blocking connection of its own."""
+        client = sync_client(
+            self.settings.redis_url,
+            retries=0,  # failures come back to the consumer, which waits outages out
+            socket_timeout=self.settings.poll_timeout + SOCKET_TIMEOUT_MARGIN,
+        )
+        return ConsumerThread(
+            SyncQueue(self._protocol(queue), client),
+            path,
+            SyncOutages(client, self.health),
+            poll_timeout=self.settings.poll_timeout,
+            burst=self.burst,
+        )
+
+    async def _start_housekeeping(
+        self, client: redis.asyncio.Redis, queues: list[AsyncQueue], outages: AsyncOutages
+    ) -> None:
         """Start the periodic loops on the event loop; they run until `close`."""
-        await warn_if_redis_may_evict(client, self.health)
-        scripts = AsyncScripts(client)
-        self.reaper = Reaper(client, self.settings, scripts)
+        await warn_if_redis_may_evict(client, outages)
+        self.reaper = Reaper(client, queues, interval=float(self.settings.reaper_interval))
         for name, step in (("reaper", self.reaper.step), ("reaper.scan", self.reaper.scan_step)):
-            self._housekeeping.append(
-                asyncio.create_task(run_periodically(name, step, self.health))
-            )
+            self._housekeeping.append(asyncio.create_task(run_periodically(name, step, outages)))
         interval = self.notifier.watchdog_interval()
         if interval is not None:
             # Pinged from the loop itself: a wedged loop stops the pings, and systemd
@@ -209,7 +237,7 @@ class Worker:
         return 0.0 if self.watchdog is None else self.watchdog.lag_seconds
 
     def _describe_running_job(self, running: asyncio.Task[Any] | None) -> dict[str, object] | None:
-        job = None if self._runner is None else self._runner.job_of(running)
+        job = self.running.job_of(running)
         if job is None:
             return None
         return {"job_id": job.id, "task": job.task, "queue": job.queue}
@@ -238,7 +266,7 @@ class Worker:
             if supervisor_gone():
                 self.request_shutdown("supervisor_gone")
             drained = not any(consumer.is_alive() for consumer in self._consumers)
-            if self.burst and drained and self.inflight.wait_empty(0.2):
+            if self.burst and drained and self.running.wait_empty(0.2):
                 self.request_shutdown("drained")
 
     def request_shutdown(self, reason: str, *, immediate: bool = False) -> None:
@@ -251,11 +279,11 @@ class Worker:
             self._shutdown_reason = reason
             self._stop_taking.set()
             self._shutdown_requested.set()
-            self.notifier.stopping(status=f"draining {len(self.inflight)} job(s)")
+            self.notifier.stopping(status=f"draining {len(self.running)} job(s)")
             log.info(
                 "worker.draining",
                 reason=reason,
-                in_flight=len(self.inflight),
+                in_flight=len(self.running),
                 grace_s=self.settings.shutdown_grace,
             )
 
@@ -296,7 +324,7 @@ class Worker:
         """Stop taking jobs, cutting short the blocking pops under way."""
         self._stop_taking.set()
         for consumer in self._consumers:
-            consumer.wake()
+            consumer.wake(self.settings.redis_url)
         for consumer in self._consumers:
             consumer.join(self.settings.poll_timeout + SOCKET_TIMEOUT_MARGIN + 1)
 
@@ -306,17 +334,17 @@ class Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            if self.inflight.wait_empty(min(remaining, 0.2)):
+            if self.running.wait_empty(min(remaining, 0.2)):
                 return True
-        return len(self.inflight) == 0
+        return len(self.running) == 0
 
     def cancel_running(self) -> int:
         """Cancel what is still running; each job puts itself back at the front of its queue."""
-        count = len(self.inflight)
-        if count and self._runner is not None:
-            self.loop_thread.call_soon(self._runner.cancel_all)
-            if not self.inflight.wait_empty(REQUEUE_GIVE_UP_AFTER + 5):
-                log.error("worker.jobs_not_released", count=len(self.inflight))
+        count = len(self.running)
+        if count:
+            self.loop_thread.call_soon(self.running.cancel_all)
+            if not self.running.wait_empty(REQUEUE_GIVE_UP_AFTER + 5):
+                log.error("worker.jobs_not_released", count=len(self.running))
         return count
 
     def close(self) -> None:
@@ -326,12 +354,17 @@ class Worker:
             try:
                 self.loop_thread.run(self._close_on_loop(), timeout=10)
             except Exception as exc:  # noqa: BLE001 - closing must go on to stop the loop
-                log.warning("worker.close_failed", error=f"{type(exc).__name__}: {exc}")
+                stuck = isinstance(exc, TimeoutError)
+                log.warning(
+                    "worker.close_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    loop_stack=self.loop_thread.stack() if stuck else None,
+                )
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.loop_thread.stop()
         # Jobs still in our processing lists (an outage kept them from going back) are
         # recovered by other workers once the liveness keys lapse; otherwise clear them now.
-        self.heartbeat.stop(clear=len(self.inflight) == 0 and self._nothing_held())
+        self.heartbeat.stop(clear=len(self.running) == 0 and self._nothing_held())
 
     def _nothing_held(self) -> bool:
         try:

@@ -1,9 +1,12 @@
-"""Running one job on the event loop: attempt, timeout, handler, outcome.
+"""Running jobs on the event loop: start, attempt, timeout, handler, outcome.
 
-`JobRunner.run` is the coroutine the consumer thread submits for each job. It binds the job's
-context for every log line, counts the attempt, applies the per-task limit and the timeout,
-calls the handler (`def` handlers in a thread pool, so they never block the loop), and records
-the outcome. Cancellation comes only from shutdown: the job goes back to the front of its queue.
+`JobRunner.start` is the coroutine the consumer thread submits for each batch of jobs it took:
+it counts their starts in one script call (on the loop's pipelined connection, so it shares a
+round trip with other jobs' outcomes rather than hold up the next take), then runs each job as
+a task of its own (`JobRunner.run`). That binds the job's context for every log line, applies
+the per-task limit and the timeout, calls the handler (`def` handlers in a thread pool, so they
+never block the loop), and records the outcome (`worker.jobs.outcomes`). Cancellation comes
+only from shutdown: the job goes back to the front of its queue.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import structlog
 from producer.envelope import compact_json
 from worker.context import JobInfo, set_current_job
 from worker.errors import HandlerFailed, JobError, JobTimeout, ResultNotSerializable, WorkerLost
-from worker.http_session import SharedHttpSession
-from worker.job import ReceivedJob
+from worker.jobs.decode import ReceivedJob
+from worker.jobs.outcomes import OutcomeStore
+from worker.jobs.protocol import Failure
+from worker.jobs.running import JobDone, RunningJob
 from worker.metrics import WorkerMetrics
-from worker.outcomes import OutcomeStore
 from worker.registry import TaskSpec
 from worker.retry import Backoff, GiveUp, decide
+from worker.tasks.http_session import SharedHttpSession
 
 log = structlog.get_logger()
 
@@ -48,43 +53,73 @@ class JobRunner:
         self._http = http
         self._backoff = backoff  # tasks may declare their own
         self._task_limits: dict[str, asyncio.Semaphore] = {}
-        self._running: dict[asyncio.Task[Any], ReceivedJob] = {}
         self.finished_total = 0  # jobs that succeeded or died here (read by the heartbeat)
 
-    async def run(self, job: ReceivedJob) -> None:
-        current = asyncio.current_task()
-        assert current is not None  # noqa: S101 - always true inside a coroutine on a loop
-        self._running[current] = job
+    async def start(self, batch: list[RunningJob], token: str, done: JobDone) -> None:
+        """Count the start of jobs taken together, then run each as its own task, which calls
+        `done` when it ends. A job no longer held (recovered elsewhere while the reply of its
+        take was on its way) is not run; nor is one whose start could not be counted. Both
+        stay with `attempt` 0: ending their life here is the caller's, once this returns."""
+        this_task = asyncio.current_task()
+        for entry in batch:
+            entry.task = this_task  # so that a shutdown can cancel them meanwhile
+        try:
+            # Outages are waited out; a shutdown may cancel the wait (the jobs stay in the
+            # processing list, for this worker's next life or a recovery).
+            attempts = await self._store.start(batch, token)
+        except Exception as exc:  # a bug or a reply no waiting cures: not the jobs' fault
+            log.exception("job.start_failed", queue=batch[0].job.queue, jobs=len(batch))
+            await self._reject_all(batch, exc)
+            return
+        loop = asyncio.get_running_loop()
+        for entry, attempt in zip(batch, attempts, strict=True):
+            if attempt == 0:
+                job = entry.job
+                log.warning("job.not_held", job_id=job.id, task=job.task, queue=job.queue)
+                continue
+            entry.attempt = attempt
+            task = loop.create_task(self.run(entry))
+            task.add_done_callback(functools.partial(done, entry))
+
+    async def _reject_all(self, batch: list[RunningJob], error: Exception) -> None:
+        failure = Failure("worker_error", f"the worker could not start it: {error!r}", "")
+        for entry in batch:
+            try:
+                await self._store.reject(entry, failure)
+            except Exception:  # the job stays in the processing list, visible there
+                log.exception("job.dead_letter_failed", job_id=entry.job.id)
+
+    async def run(self, running: RunningJob) -> None:
+        running.task = asyncio.current_task()
+        job = running.job
         # Every log line of this task (the handler's too) carries the job's context; the
         # task has a context of its own, so nothing needs undoing at the end.
-        set_current_job(JobInfo(job.id, job.task, job.queue, job.attempt, job.max_attempts))
+        set_current_job(JobInfo(job.id, job.task, job.queue, running.attempt, job.max_attempts))
         try:
-            await self._run_attempt(job)
+            await self._run_attempt(running)
         except asyncio.CancelledError:
             # Only shutdown cancels a job (timeouts are handled inside); whatever step it was
             # at, the job goes back to its queue if this worker holds it.
-            await self._requeue_after_cancel(job)
+            await self._requeue_after_cancel(running)
             raise
-        finally:
-            self._running.pop(current, None)
 
-    async def _run_attempt(self, job: ReceivedJob) -> None:
+    async def _run_attempt(self, running: RunningJob) -> None:
         self._http.install()
-        attempt = job.attempt
+        job, attempt = running.job, running.attempt
         if attempt > job.max_attempts:
             # Only lost attempts push the count past the limit: a failure that was recorded
             # ends in the dead list at max_attempts. So this job (poison?) took its worker
             # down with it every time; do not let it do so again.
-            await self._give_up(job, WorkerLost(attempt), attempt, None)
+            await self._give_up(running, WorkerLost(attempt), None)
             return
         log.info("job.started", max_attempts=job.max_attempts)
         started = time.perf_counter()
         try:
             result_json = await self._execute(job)
         except JobError as error:
-            await self._after_failure(job, error, attempt, _ms_since(started))
+            await self._after_failure(running, error, _ms_since(started))
         else:
-            await self._succeed(job, result_json, attempt, _ms_since(started))
+            await self._succeed(running, result_json, _ms_since(started))
 
     async def _execute(self, job: ReceivedJob) -> bytes:
         limit = self._task_limit(job.spec)
@@ -139,10 +174,9 @@ class JobRunner:
             semaphore = self._task_limits[spec.name] = asyncio.Semaphore(spec.concurrency)
         return semaphore
 
-    async def _succeed(
-        self, job: ReceivedJob, result_json: bytes, attempt: int, duration_ms: float
-    ) -> None:
-        if await self._store.succeed(job, result_json, attempt):
+    async def _succeed(self, running: RunningJob, result_json: bytes, duration_ms: float) -> None:
+        job = running.job
+        if await self._store.succeed(running, result_json):
             log.info("job.succeeded", duration_ms=duration_ms)
             self.finished_total += 1
             self._metrics.job_finished(job.queue, job.task, "succeeded", duration_ms / 1000)
@@ -150,9 +184,10 @@ class JobRunner:
             log.warning("job.ack_lost", duration_ms=duration_ms, outcome="succeeded")
 
     async def _after_failure(
-        self, job: ReceivedJob, error: JobError, attempt: int, duration_ms: float
+        self, running: RunningJob, error: JobError, duration_ms: float
     ) -> None:
         """Reschedule the job after a backoff, or send it to the dead list."""
+        job = running.job
         log.warning(
             "job.failed",
             reason=error.reason,
@@ -160,46 +195,39 @@ class JobRunner:
             duration_ms=duration_ms,
             exc_info=error.__cause__ if isinstance(error, HandlerFailed) else None,
         )
-        decision = decide(error, attempt, job.max_attempts, job.spec.backoff or self._backoff)
+        backoff = job.spec.backoff or self._backoff
+        decision = decide(error, running.attempt, job.max_attempts, backoff)
         if isinstance(decision, GiveUp):
-            await self._give_up(job, error, attempt, duration_ms)
+            await self._give_up(running, error, duration_ms)
             return
-        if await self._store.retry(job, error, attempt, decision.delay):
+        if await self._store.retry(running, error, decision.delay):
             log.info("job.retrying", reason=error.reason, delay_s=round(decision.delay, 3))
             self._metrics.job_finished(job.queue, job.task, "retried", duration_ms / 1000)
         else:
             log.warning("job.ack_lost", outcome="retrying", reason=error.reason)
 
     async def _give_up(
-        self, job: ReceivedJob, error: JobError, attempt: int, duration_ms: float | None
+        self, running: RunningJob, error: JobError, duration_ms: float | None
     ) -> None:
-        if await self._store.dead(job, error, attempt):
-            log.error("job.dead", reason=error.reason, error=str(error), attempts=attempt)
+        job = running.job
+        if await self._store.dead(running, error):
+            log.error("job.dead", reason=error.reason, error=str(error), attempts=running.attempt)
             self.finished_total += 1
             duration_s = None if duration_ms is None else duration_ms / 1000
             self._metrics.job_finished(job.queue, job.task, "dead", duration_s)
         else:
             log.warning("job.ack_lost", outcome="dead", reason=error.reason)
 
-    async def _requeue_after_cancel(self, job: ReceivedJob) -> None:
+    async def _requeue_after_cancel(self, running: RunningJob) -> None:
+        job = running.job
         try:
-            requeued = await self._store.requeue(job, give_up_after=REQUEUE_GIVE_UP_AFTER)
+            requeued = await self._store.requeue(running, give_up_after=REQUEUE_GIVE_UP_AFTER)
         except Exception as exc:  # noqa: BLE001 - the job stays in the processing list
             log.error("job.requeue_failed", error=f"{type(exc).__name__}: {exc}")
             return
         log.info("job.requeued", held=requeued)
         if requeued:
             self._metrics.job_finished(job.queue, job.task, "requeued", None)
-
-    def job_of(self, running: asyncio.Task[Any] | None) -> ReceivedJob | None:
-        """The job a task of the loop runs, if it is one (for the loop-lag watchdog)."""
-        return None if running is None else self._running.get(running)
-
-    def cancel_all(self) -> int:
-        """Cancel every running job (shutdown); each requeues itself. Call on the loop."""
-        for running in self._running:
-            running.cancel()
-        return len(self._running)
 
 
 def _ms_since(started: float) -> float:

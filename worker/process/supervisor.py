@@ -27,7 +27,7 @@ from types import FrameType
 
 import structlog
 
-from worker.sdnotify import SystemdNotifier
+from worker.process.sdnotify import SystemdNotifier
 from worker.settings import WorkerSettings
 
 log = structlog.get_logger()

@@ -1,5 +1,5 @@
 -- Move a job that failed for good (or could not be run at all) to the dead list, record why,
--- and drop it from the processing list, in one step.
+-- and drop it from the processing list, in one step (lib/fence.lua).
 -- KEYS[1]  processing list       coroq:{Q}:processing:<worker-id>
 -- KEYS[2]  dead list             coroq:{Q}:dead
 -- KEYS[3]  job record hash       coroq:{Q}:job:<id>
@@ -11,18 +11,17 @@
 -- ARGV[6]  finished_at (epoch seconds)
 -- ARGV[7]  record TTL (seconds)
 -- ARGV[8]  the attempt that failed ('' for a job that never started)
--- Returns 1 when dead-lettered, 0 when the job was no longer held by this worker (or by this attempt).
--- Fencing: an attempt that is no longer the job's latest (the job was recovered from this
--- worker and started again) records nothing.
-local latest = redis.call('HGET', KEYS[3], 'attempts')
-if ARGV[8] ~= '' and latest and latest ~= ARGV[8] then
-  return 0
-end
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+-- Returns 1 when dead-lettered (now, or by this same call before its reply was lost), 0 when
+-- the job was no longer held by this attempt.
+local seen = redis.call('HMGET', KEYS[3], 'attempts', 'status')
+local held = release_held(KEYS[1], ARGV[1], seen[1], seen[2], ARGV[8], STATUS.dead, false)
+if held == 'settled' then
+  return 1
+elseif not held then
   return 0
 end
 redis.call('LPUSH', KEYS[2], ARGV[2])
-redis.call('HSET', KEYS[3], 'status', 'dead', 'reason', ARGV[3], 'error', ARGV[4],
+redis.call('HSET', KEYS[3], 'status', STATUS.dead, 'reason', ARGV[3], 'error', ARGV[4],
   'traceback', ARGV[5], 'finished_at', ARGV[6])
 redis.call('EXPIRE', KEYS[3], ARGV[7])
 return 1

@@ -1,0 +1,453 @@
+"""What every Lua script of the worker and the producer may do: reach keys only through KEYS
+(so a script stays on the one slot of its queue in a Redis Cluster, and docs/protocol.md's
+key lists are complete), and name statuses only through the `STATUS` table.
+
+The KEYS check runs each script as the code sends it, against the suite's real redis-server,
+with a test-only prelude that shadows `redis` by a table whose `call` refuses any key that is
+not one of KEYS."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+import pytest
+import redis
+import redis.asyncio
+from redis.exceptions import ResponseError
+
+import producer.dead_letters
+import worker.jobs.protocol
+from producer.dead_letters import DeadLetters
+from producer.keys import QueueKeys
+from producer.scripts import PRODUCER_SCRIPTS, ScriptLibrary
+from producer.statuses import JobStatus, lua_status_table
+from tests.conftest import REPO_ROOT
+from worker.jobs.protocol import (
+    WORKER_SCRIPTS,
+    AsyncQueue,
+    Failure,
+    JobStart,
+    QueueProtocol,
+    SyncQueue,
+    pipelined_worker_scripts,
+    start_token,
+)
+
+T = TypeVar("T")
+
+WORKER = "w-1"
+TTL = 600
+FAILURE = Failure("handler_error", "RuntimeError: boom", "Traceback ...")
+LUA_FOLDERS = [REPO_ROOT / "worker" / "jobs" / "lua", REPO_ROOT / "producer" / "lua"]
+LIBRARIES = {"worker/jobs/lua": WORKER_SCRIPTS, "producer/lua": PRODUCER_SCRIPTS}
+
+# For each command a script may send: how many of its first arguments are keys ("all": every
+# one). A command missing here is refused too, so a new command cannot slip past the check.
+KEY_CHECK = """
+-- Test only: every key a command names must be one of KEYS.
+local redis = (function(real)
+  local leading_keys = {
+    GET = 1, SET = 1, HGET = 1, HSET = 1, HINCRBY = 1, HMGET = 1, HDEL = 1, HGETALL = 1,
+    EXPIRE = 1, TTL = 1, LREM = 1, LPUSH = 1, RPUSH = 1, LPOP = 1, RPOP = 1, LPOS = 1,
+    LINDEX = 1, LRANGE = 1, LLEN = 1, ZADD = 1, ZRANGE = 1, ZRANGEBYSCORE = 1, ZREM = 1,
+    ZCARD = 1, LMOVE = 2, RPOPLPUSH = 2, EXISTS = 'all', DEL = 'all', UNLINK = 'all', TIME = 0,
+  }
+  local declared = {}
+  for _, key in ipairs(KEYS) do
+    declared[key] = true
+  end
+  local function check(command, ...)
+    local name = string.upper(command)
+    local count = leading_keys[name]
+    if count == nil then
+      error('key check: ' .. name .. ' is not a command the key check knows')
+    end
+    local args = {...}
+    if count == 'all' then
+      count = #args
+    end
+    for i = 1, count do
+      if not declared[args[i]] then
+        error('key check: ' .. name .. ' names ' .. tostring(args[i]) .. ', not one of KEYS')
+      end
+    end
+  end
+  return setmetatable({
+    call = function(command, ...)
+      check(command, ...)
+      return real.call(command, ...)
+    end,
+    pcall = function(command, ...)
+      check(command, ...)
+      return real.pcall(command, ...)
+    end,
+  }, {__index = real})
+end)(redis)
+"""
+
+
+def with_key_check(source: str, mark: str = "") -> str:
+    """`source` (a script as a library sends it) with the key check right after the status
+    table, before the lib files, so their calls are checked too. `mark` makes the text (and
+    so its SHA) unique, to tell afterwards that this very text ran."""
+    status_table = lua_status_table()
+    assert source.startswith(status_table)
+    return f"{status_table}-- {mark}\n{KEY_CHECK}{source[len(status_table) :]}"
+
+
+@dataclass(frozen=True)
+class KeyCheckedLibrary(ScriptLibrary):
+    """A library whose scripts are sent with the key check."""
+
+    mark: str = ""
+
+    @cached_property
+    def sources(self) -> dict[str, str]:
+        plain = ScriptLibrary.sources.func(self)
+        return {name: with_key_check(source, self.mark) for name, source in plain.items()}
+
+
+def key_checked(library: ScriptLibrary, mark: str) -> KeyCheckedLibrary:
+    return KeyCheckedLibrary(
+        library.package, library.names, library.uses, library.job_batch_scripts, mark=mark
+    )
+
+
+# --- the check itself --------------------------------------------------------------------
+
+
+def run_checked(client: redis.Redis, body: str, keys: list[str], args: list[Any]) -> Any:
+    script = client.register_script(with_key_check(f"{lua_status_table()}\n{body}"))
+    return script(keys=keys, args=args)
+
+
+def test_a_script_that_reaches_its_keys_through_keys_runs(
+    redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    body = """
+    redis.call('HSET', KEYS[1], 'status', STATUS.queued)
+    redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT')
+    redis.call('EXPIRE', KEYS[1], 60)
+    return redis.call('EXISTS', KEYS[1], KEYS[3])
+    """
+    redis_client.rpush(keys.ready, b"job")
+    found = run_checked(redis_client, body, [keys.job("j"), keys.ready, keys.dead], [])
+    assert found == 2
+    assert redis_client.hget(keys.job("j"), "status") == b"queued"
+
+
+BAD_SCRIPTS = {
+    "a key built in Lua": "redis.call('HSET', KEYS[1] .. ':shadow', 'status', 'x')",
+    "a key taken from ARGV": "redis.call('RPUSH', ARGV[1], 'x')",
+    "the second key of LMOVE": "redis.call('LMOVE', KEYS[1], KEYS[1] .. ':shadow', 'LEFT', 'LEFT')",
+    "one key of many": "redis.call('DEL', KEYS[1], KEYS[1] .. ':shadow')",
+    "a key built in a lib function": (
+        "local function touch(key) redis.call('LPUSH', key, 'x') end\ntouch(KEYS[1] .. ':shadow')"
+    ),
+    "through pcall": "return redis.pcall('SET', KEYS[1] .. ':shadow', 'x')",
+}
+
+
+@pytest.mark.parametrize("body", BAD_SCRIPTS.values(), ids=BAD_SCRIPTS.keys())
+def test_a_script_that_builds_a_key_is_refused_before_it_writes(
+    redis_client: redis.Redis, keys: QueueKeys, body: str
+) -> None:
+    declared, built = keys.ready, f"{keys.ready}:shadow"
+    redis_client.rpush(declared, b"job")
+    with pytest.raises(ResponseError, match="not one of KEYS"):
+        run_checked(redis_client, body, [declared], [built])
+    assert redis_client.lrange(declared, 0, -1) == [b"job"]
+    assert not redis_client.exists(built)
+    # Without the check, the server runs it and something changes: the check refused it.
+    redis_client.register_script(body)(keys=[declared], args=[built])
+    assert (redis_client.lrange(declared, 0, -1), redis_client.exists(built)) != ([b"job"], 0)
+
+
+def test_a_command_the_check_does_not_know_is_refused(
+    redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    with pytest.raises(ResponseError, match="SADD is not a command the key check knows"):
+        run_checked(redis_client, "redis.call('SADD', KEYS[1], 'x')", [keys.ready], [])
+    assert not redis_client.exists(keys.ready)
+
+
+# --- every script, driven through its normal paths with the check ----------------------------
+
+
+@dataclass
+class Bench:
+    """One worker's faces of the protocol and the producer's dead-letter tools, all sending
+    the key-checked scripts."""
+
+    client: redis.Redis
+    redis_url: str
+    keys: QueueKeys
+    queue: SyncQueue
+    dead_letters: DeadLetters
+
+    @property
+    def protocol(self) -> QueueProtocol:
+        return self.queue.protocol
+
+    def on_loop(self, step: Callable[[AsyncQueue], Awaitable[T]]) -> T:
+        async def run() -> T:
+            client = redis.asyncio.Redis.from_url(self.redis_url)
+            try:
+                return await step(AsyncQueue(self.protocol, pipelined_worker_scripts(client)))
+            finally:
+                await client.aclose()
+
+        return asyncio.run(run())
+
+    def settle(self, *calls: Any) -> list[Any]:
+        async def run_all(queue: AsyncQueue) -> list[Any]:
+            return list(await asyncio.gather(*(queue.run(call) for call in calls)))
+
+        return self.on_loop(run_all)
+
+    def hold(self, *raws: bytes, worker_id: str = WORKER) -> None:
+        self.client.lpush(self.keys.processing(worker_id), *raws)
+
+    def start(self, *job_ids: str, token: str = "") -> list[int]:
+        starts = [JobStart(job_id, raw_job(job_id), "echo", 3, None) for job_id in job_ids]
+        return self.queue.start(starts, token or start_token("t-"))
+
+    def field(self, job_id: str, name: str) -> bytes | None:
+        return self.client.hget(self.keys.job(job_id), name)
+
+
+def raw_job(job_id: str) -> bytes:
+    return orjson.dumps({"task": "echo", "id": job_id, "args": []})
+
+
+def drive_take(bench: Bench) -> None:
+    bench.client.lpush(bench.keys.ready, raw_job("ready"))
+    bench.client.zadd(bench.keys.delayed, {raw_job("due"): 1_000, raw_job("later"): 9e12})
+    taken = bench.queue.take(5)
+    assert (taken.jobs, taken.next_due_ms) == ([raw_job("due"), raw_job("ready")], 9e12)
+    assert bench.queue.take(0).jobs == []
+
+
+def drive_start(bench: Bench) -> None:
+    bench.hold(raw_job("a"), raw_job("b"))
+    token = start_token("t-")
+    enqueued = JobStart("b", raw_job("b"), "echo", 3, 1.5)
+    starts = [JobStart("a", raw_job("a"), "echo", 3, None), enqueued]
+    assert bench.queue.start(starts, token) == [1, 1]  # counted
+    assert bench.queue.start(starts, token) == [1, 1]  # sent again: its own count read
+    bench.client.lrem(bench.keys.processing(WORKER), 1, raw_job("a"))
+    assert bench.queue.start(starts, token) == [0, 1]  # no longer held: taken back
+    assert bench.field("a", "attempts") == b"0"
+    assert bench.start("never-held") == [0]
+
+
+def drive_ack(bench: Bench) -> None:
+    bench.hold(raw_job("a"), raw_job("b"))
+    bench.start("a", "b")
+    bench.client.hset(bench.keys.job("a"), "reason", "timeout")  # an earlier failure's
+    result = orjson.dumps("ok")
+    calls = [bench.protocol.ack(job_id, raw_job(job_id), result, 1) for job_id in ("a", "b")]
+    stale = bench.protocol.ack("b", raw_job("b"), result, 7)
+    assert bench.settle(*calls, stale) == [1, 1, 0]
+    assert bench.field("a", "status") == b"succeeded"
+
+
+def drive_retry(bench: Bench) -> None:
+    bench.hold(raw_job("a"))
+    bench.start("a")
+    call = bench.protocol.retry("a", raw_job("a"), FAILURE, 1, 1_000)
+    stale = bench.protocol.retry("a", raw_job("a"), FAILURE, 3, 1_000)
+    assert bench.settle(stale, call) == [0, 1]
+    assert bench.field("a", "status") == b"retrying"
+
+
+def drive_dead(bench: Bench) -> None:
+    bench.hold(raw_job("a"), b"bad input")
+    bench.start("a")
+    entry = b'{"id": "a"}'
+    calls = [
+        bench.protocol.dead("a", raw_job("a"), FAILURE, 1, entry),
+        bench.protocol.dead("bad", b"bad input", FAILURE, None, entry),  # never started
+        bench.protocol.dead("gone", raw_job("gone"), FAILURE, 1, entry),
+    ]
+    assert bench.settle(*calls) == [1, 1, 0]
+    assert bench.client.llen(bench.keys.dead) == 2
+
+
+def drive_requeue(bench: Bench) -> None:
+    bench.hold(raw_job("a"), raw_job("b"), raw_job("c"), raw_job("c"))
+    bench.start("a", "b")  # c has no record
+    for job_id, undo_start in (("a", True), ("b", False), ("c", True), ("c", False)):
+        call = bench.protocol.requeue(job_id, raw_job(job_id), undo_start=undo_start)
+        assert bench.queue.run(call) == 1
+    assert bench.queue.run(bench.protocol.requeue("c", raw_job("c"), undo_start=True)) == 0
+    assert (bench.field("a", "attempts"), bench.field("b", "attempts")) == (b"0", b"1")
+    assert bench.field("b", "status") == b"queued"
+
+
+def drive_adopt(bench: Bench) -> None:
+    bench.hold(b'{"task": "echo"}')
+    assert bench.queue.run(bench.protocol.adopt(b'{"task": "echo"}', raw_job("new"))) == 1
+    assert bench.queue.held() == [raw_job("new")]
+
+
+def drive_recover(bench: Bench) -> None:
+    bench.hold(raw_job("a"), worker_id="w-live")
+    bench.hold(raw_job("b"), raw_job("c"), worker_id="w-lost")
+    bench.client.set(bench.keys.worker("w-live"), b"{}", px=60_000)
+    assert bench.on_loop(lambda queue: queue.recover("w-live")) == (True, 0)
+    assert bench.on_loop(lambda queue: queue.recover("w-lost")) == (False, 2)
+
+
+def drive_promote(bench: Bench) -> None:
+    bench.client.zadd(bench.keys.delayed, {raw_job("due"): 1_000, raw_job("later"): 9e12})
+    assert bench.on_loop(lambda queue: queue.promote()) == 9e12
+    assert bench.client.lrange(bench.keys.ready, 0, -1) == [raw_job("due")]
+
+
+def drive_revive(bench: Bench) -> None:
+    entry = orjson.dumps({"id": "a", "raw": raw_job("a").decode(), "failed_at": 1.0})
+    bench.client.lpush(bench.keys.dead, entry)
+    bench.client.hset(bench.keys.job("a"), mapping={"status": "dead", "attempts": 3})
+    assert bench.dead_letters.retry(None) == ["a"]
+    assert bench.client.lrange(bench.keys.ready, 0, -1) == [raw_job("a")]
+    assert bench.field("a", "attempts") == b"0"
+
+
+def drive_purge(bench: Bench) -> None:
+    old, new = orjson.dumps({"id": "old", "failed_at": 1.0}), orjson.dumps({"failed_at": 9.0})
+    bench.client.lpush(bench.keys.dead, old, new)
+    assert bench.dead_letters.purge(5.0, now=10.0) == 1
+    assert bench.client.lrange(bench.keys.dead, 0, -1) == [new]
+
+
+DRIVERS: dict[str, Callable[[Bench], None]] = {
+    "take": drive_take,
+    "start": drive_start,
+    "ack": drive_ack,
+    "retry": drive_retry,
+    "dead": drive_dead,
+    "requeue": drive_requeue,
+    "adopt": drive_adopt,
+    "recover": drive_recover,
+    "promote": drive_promote,
+    "revive": drive_revive,
+    "purge": drive_purge,
+}
+
+
+@dataclass(frozen=True)
+class CheckedLibraries:
+    worker: KeyCheckedLibrary
+    producer: KeyCheckedLibrary
+
+    def sha(self, script: str) -> str:
+        library = self.worker if script in self.worker.names else self.producer
+        return library.shas[script]
+
+
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> CheckedLibraries:
+    """The worker's and the producer's script libraries, key-checked, in place of the real
+    ones for the queues and dead-letter tools built during the test."""
+    mark = f"key check {uuid.uuid4().hex}"
+    libraries = CheckedLibraries(
+        key_checked(WORKER_SCRIPTS, mark), key_checked(PRODUCER_SCRIPTS, mark)
+    )
+    monkeypatch.setattr(worker.jobs.protocol, "WORKER_SCRIPTS", libraries.worker)
+    monkeypatch.setattr(producer.dead_letters, "PRODUCER_SCRIPTS", libraries.producer)
+    return libraries
+
+
+def test_every_script_has_a_driver() -> None:
+    assert set(DRIVERS) == {*WORKER_SCRIPTS.names, *PRODUCER_SCRIPTS.names}
+
+
+@pytest.mark.parametrize("script", DRIVERS)
+def test_every_key_a_script_touches_reaches_it_through_keys(
+    checked: CheckedLibraries,
+    redis_client: redis.Redis,
+    redis_url: str,
+    keys: QueueKeys,
+    script: str,
+) -> None:
+    sha = checked.sha(script)
+    assert redis_client.script_exists(sha) == [False]
+    bench = Bench(
+        redis_client,
+        redis_url,
+        keys,
+        SyncQueue(QueueProtocol(keys, WORKER, TTL), redis_client),
+        DeadLetters(redis_client, keys),
+    )
+    DRIVERS[script](bench)  # a key not in KEYS fails the script, and so the driver
+    # The key-checked text of this script is what ran (its SHA is unique to this test).
+    assert redis_client.script_exists(sha) == [True]
+
+
+# --- statuses -----------------------------------------------------------------------------
+
+
+def lua_files() -> list[Path]:
+    return sorted(path for folder in LUA_FOLDERS for path in folder.rglob("*.lua"))
+
+
+def lua_code(path: Path) -> str:
+    """The file without its comments: a status named in prose is not a literal."""
+    return "\n".join(line.split("--", 1)[0] for line in path.read_text("utf-8").splitlines())
+
+
+def relative(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT))
+
+
+STATUS_LITERAL = re.compile(
+    r"""(['"])({})\1""".format("|".join(re.escape(status.value) for status in JobStatus))
+)
+
+
+@pytest.mark.parametrize("path", lua_files(), ids=relative)
+def test_no_lua_file_spells_a_status_literal(path: Path) -> None:
+    found = [match[0] for match in STATUS_LITERAL.finditer(lua_code(path))]
+    assert found == [], f"{relative(path)} spells {found}: use STATUS.<name>"
+
+
+def test_every_status_a_script_names_is_in_the_status_table() -> None:
+    names = {status.name.lower() for status in JobStatus}
+    used = {
+        (relative(path), name)
+        for path in lua_files()
+        for name in re.findall(r"\bSTATUS\.(\w+)", lua_code(path))
+    }
+    assert used  # the scripts do name statuses
+    assert {(path, name) for path, name in used if name not in names} == set()
+
+
+def test_the_status_table_matches_job_status(redis_client: redis.Redis) -> None:
+    table = redis_client.eval(f"{lua_status_table()}return cjson.encode(STATUS)", 0)
+    assert orjson.loads(table) == {status.name.lower(): status.value for status in JobStatus}
+
+
+@pytest.mark.parametrize("folder", LIBRARIES, ids=str)
+def test_every_script_of_a_library_starts_with_the_status_table(folder: str) -> None:
+    library = LIBRARIES[folder]
+    assert library.sources
+    assert all(source.startswith(lua_status_table()) for source in library.sources.values())
+
+
+@pytest.mark.parametrize("folder", LIBRARIES, ids=str)
+def test_every_lua_file_belongs_to_its_library(folder: str) -> None:
+    """So driving each library's scripts drives every file of its folder."""
+    library = LIBRARIES[folder]
+    scripts = {path.stem for path in (REPO_ROOT / folder).glob("*.lua")}
+    libs = {path.stem for path in (REPO_ROOT / folder / "lib").glob("*.lua")}
+    assert scripts == set(library.names)
+    assert libs == {lib for used in library.uses.values() for lib in used}

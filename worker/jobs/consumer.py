@@ -1,0 +1,373 @@
+"""The consumer thread: takes a slot, then takes jobs from Redis, then hands them to the loop.
+
+One thread per queue, each with its own blocking Redis connection. A slot (the worker's
+concurrency cap, `worker.jobs.slots`) is leased before the pop, so no job leaves the ready
+list while the worker has no room for it. A job's path here, top to bottom:
+
+1. `_take`: up to one job per free slot in one round trip (due delayed jobs promoted first),
+   or, when none waits, a blocking pop of one (`BLMOVE`, a reliable pop into this worker's
+   processing list). The pop's timeout is how often the thread checks whether to stop.
+2. `_prepare`: decode and validate each job; bad input goes to the dead list, uncounted.
+3. `_launch`: register the jobs with their leases and submit the batch to the loop, where the
+   runner counts their starts in one round trip (`start.lua`, which also tells a job no longer
+   held) and runs each (`worker.jobs.runner`). The thread goes back to taking meanwhile. The
+   registry of running jobs releases each lease when the job's life here ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+from redis.exceptions import RedisError
+
+from producer.envelope import new_job_id
+from producer.errors import RedisUnavailable
+from producer.keys import QueueKeys
+from worker.errors import MalformedJob
+from worker.jobs.decode import ReceivedJob, RejectedJob, dead_entry
+from worker.jobs.protocol import Failure, SyncQueue, held_job_id, start_token
+from worker.jobs.running import JobDone, RunningJob, RunningJobs
+from worker.jobs.slots import Lease, Slots
+from worker.metrics import WorkerMetrics
+from worker.redis_health import ReconnectDelay, SyncOutages
+
+log = structlog.get_logger()
+
+# Extra socket time beyond the blocking pop's own timeout before a connection counts as dead.
+SOCKET_TIMEOUT_MARGIN = 5.0
+# Most jobs taken in one round trip (when that many slots are free and jobs wait).
+TAKE_BATCH = 50
+# Redis reads a blocking timeout of 0 as "for ever".
+MIN_BLOCK = 0.001
+# Seconds a blocking pop ends before our liveness keys could lapse at the earliest.
+POP_SAFETY_MARGIN = 0.2
+# How often a consumer waiting for a free slot checks whether it should stop.
+SLOT_WAIT = 0.25
+# How long `wake` keeps trying to end a pop that was sent as the stop was requested.
+WAKE_FOR = 2.0
+WAKE_AGAIN_AFTER = 0.02
+
+
+class Liveness(Protocol):
+    """This worker's heartbeat, as the consumer needs it (`worker.process.heartbeat`)."""
+
+    def fresh(self) -> bool:
+        """Whether taking a job is safe: the liveness keys outlive the next beat."""
+
+    def remaining_life(self) -> float:
+        """Seconds the liveness keys surely still live."""
+
+
+class Loop(Protocol):
+    """The event loop's thread, as the consumer needs it (`worker.process.loop_thread`)."""
+
+    def submit(self, coroutine: Coroutine[Any, Any, None]) -> Future[None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class JobPath:
+    """What every consumer of a worker hands its jobs on to; built once by the worker."""
+
+    slots: Slots
+    running: RunningJobs
+    loop: Loop
+    # Counts the starts of a batch and runs its jobs (`JobRunner.start`).
+    start_jobs: Callable[[list[RunningJob], str, JobDone], Coroutine[Any, Any, None]]
+    decode: Callable[[bytes, QueueKeys], ReceivedJob | RejectedJob]
+    heartbeat: Liveness
+    metrics: WorkerMetrics
+    stop: threading.Event  # set: take no more jobs
+
+
+class ConsumerThread(threading.Thread):
+    def __init__(
+        self, queue: SyncQueue, path: JobPath, outages: SyncOutages, *, poll_timeout: float,
+        burst: bool = False,
+    ) -> None:  # fmt: skip
+        super().__init__(name=f"coroq-consumer-{queue.protocol.keys.queue}", daemon=True)
+        self.keys = queue.protocol.keys
+        self._queue = queue
+        self._path = path
+        self._outages = outages
+        self._burst = burst
+        # In burst mode an empty queue ends the worker, so look again soon.
+        self._block_timeout = min(poll_timeout, 0.5) if burst else poll_timeout
+        self._client_id: int | None = None  # of our connection, for `wake`
+        # Jobs in our processing list that no coroutine holds (a lost take reply, a job whose
+        # outcome could not be recorded, a previous life of this worker id) go back.
+        self._reconcile = threading.Event()
+        self._reconcile.set()
+        # The last blocking pop timed out: the queue was idle, so the next take only
+        # promotes due delayed jobs (the pop that follows takes a job, if one came).
+        self._idle = False
+        self._token_prefix = f"{new_job_id()[:16]}-"
+        self._delay = ReconnectDelay()  # between takes that failed
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._queue.client.close()
+
+    def _serve(self) -> None:
+        while (first := self._lease_first_slot()) is not None:
+            # More free slots mean a batch: one round trip takes up to that many jobs.
+            leases = [first, *self._path.slots.spare(TAKE_BATCH - 1)]
+            popped, raws = self._take_or_wait(leases)
+            if raws is None:  # Redis failed; waited a backoff delay
+                continue
+            if not raws:
+                if self._burst and not self._path.stop.is_set():
+                    return  # the queue is empty
+                continue
+            if self._path.stop.is_set():  # taken by a pop that was under way at the signal
+                # Newest first, each to the consuming end: the oldest ends up taken first.
+                for raw, lease in reversed(list(zip(raws, leases, strict=True))):
+                    self._give_back(raw)
+                    lease.release()
+                break
+            self._start_batch(raws, leases)
+            if popped:
+                # The job came to an idle worker: give up the GIL so that the loop thread,
+                # woken by the hand-off, starts it now rather than once this thread blocks
+                # in its next round trip.
+                time.sleep(0)
+
+    def wake(self, redis_url: str) -> None:
+        """Cut short a blocking pop under way, so a shutdown need not wait for its timeout.
+
+        CLIENT UNBLOCK (from another connection) ends the pop as if it had timed out: no job
+        is taken. A pop sent just after the stop was requested may not be blocked yet when
+        the first one arrives, so it is sent again until the thread ends, for a short while.
+        Where the command is not allowed, the pop ends by its own timeout.
+        """
+        from producer.connection import sync_client  # noqa: PLC0415 - only at shutdown
+
+        if self._client_id is None:
+            return
+        client = sync_client(redis_url, retries=0, socket_timeout=2)
+        try:
+            deadline = time.monotonic() + WAKE_FOR
+            while self.is_alive() and time.monotonic() < deadline:
+                client_id = self._client_id
+                if client_id is None or client.client_unblock(client_id):
+                    return
+                self.join(WAKE_AGAIN_AFTER)
+        except RedisError as exc:
+            log.debug("consumer.wake_failed", queue=self.keys.queue, error=str(exc))
+        finally:
+            client.close()
+
+    def _lease_first_slot(self) -> Lease | None:
+        """Wait for a free slot while it is safe to take a job; None once stopping."""
+        stop = self._path.stop
+        while not stop.is_set():
+            lease = self._path.slots.lease(SLOT_WAIT)
+            if lease is None:
+                continue
+            if stop.is_set():  # the slot was freed by a job finishing in the drain
+                lease.release()
+                return None
+            if self._path.heartbeat.fresh():
+                return lease
+            # Our liveness keys may lapse: a job taken now could be recovered elsewhere.
+            lease.release()
+            stop.wait(0.1)
+        return None
+
+    # -- 1. take ---------------------------------------------------------------------------
+
+    def _take_or_wait(self, leases: list[Lease]) -> tuple[bool, list[bytes] | None]:
+        """(whether by a blocking pop, the jobs taken); None after a Redis error, which is
+        logged and followed by a backoff wait. Leases left over are released: `leases` ends as
+        long as what was taken."""
+        try:
+            taken = self._take(leases)
+        except RedisError as exc:
+            self._path.slots.release_unused(leases)
+            leases.clear()
+            if not self._outages.failed(exc, where="consumer"):  # e.g. WRONGTYPE at the key
+                log.error("consumer.redis_error", queue=self.keys.queue, error=str(exc))
+            self._reconcile.set()  # a take whose reply was lost may have moved jobs
+            self._client_id = None  # the next connection has another
+            self._path.stop.wait(self._delay.next_delay())
+            return False, None
+        self._delay.reset()
+        return taken
+
+    def _take(self, leases: list[Lease]) -> tuple[bool, list[bytes]]:
+        if self._reconcile.is_set():
+            self._reconcile.clear()
+            self._return_unknown_jobs()
+        taken = self._queue.take(0 if self._idle else len(leases))
+        self._outages.succeeded()  # now, not after a blocking pop of many seconds
+        self._keep_leases(leases, len(taken.jobs) or 1)  # a pop takes one job at most
+        if taken.jobs:
+            return False, taken.jobs
+        # Nothing waits: block until a job is pushed, a delayed job falls due, or it is time
+        # to check again (stop, and delayed jobs pushed by others meanwhile). A pop must end
+        # before our liveness keys could lapse: a worker frozen (SIGSTOP, a VM pause) with a
+        # pop still pending in Redis could be handed a job after its other jobs were
+        # recovered, and keep it from the live workers.
+        block = self._block_timeout
+        block = min(block, self._path.heartbeat.remaining_life() - POP_SAFETY_MARGIN)
+        if taken.next_due_ms >= 0:
+            block = min(block, max(MIN_BLOCK, taken.next_due_ms / 1000 - time.time()))
+        if block < MIN_BLOCK:
+            self._keep_leases(leases, 0)
+            return False, []
+        if self._client_id is None:
+            self._client_id = int(self._queue.client.client_id())
+        if self._path.stop.is_set():  # `wake` cannot end a pop that is not blocked yet
+            self._keep_leases(leases, 0)
+            return False, []
+        raw = self._queue.pop(block)
+        self._idle = raw is None
+        self._keep_leases(leases, 0 if raw is None else 1)
+        return True, [] if raw is None else [raw]
+
+    def _keep_leases(self, leases: list[Lease], count: int) -> None:
+        """Release all but the first `count` leases (before a pop that may wait for seconds,
+        so that the worker's other queues can use the slots meanwhile)."""
+        if len(leases) > count:
+            self._path.slots.release_unused(leases[count:])
+            del leases[count:]
+
+    # -- 2. prepare, 3. launch ---------------------------------------------------------------
+
+    def _start_batch(self, raws: list[bytes], leases: list[Lease]) -> None:
+        """Decode the jobs taken together and hand those to run to the loop."""
+        batch: list[RunningJob] = []
+        for raw, lease in zip(raws, leases, strict=True):
+            job = self._prepare_safely(raw)
+            if job is None:
+                lease.release()
+            else:
+                batch.append(self._path.running.add(job, lease))
+        if batch:
+            self._launch(batch)
+
+    def _prepare_safely(self, raw: bytes) -> ReceivedJob | None:
+        """The job to run; None when it was dead-lettered (or kept back)."""
+        try:
+            return self._prepare(raw)
+        except RedisUnavailable:
+            return None  # stopping during an outage: the job stays in the processing list
+        except Exception as exc:
+            # A bug, not bad input (bad input is dead-lettered before this). Keep serving,
+            # and keep the job visible: it goes to the dead list with the error.
+            log.exception("consumer.dispatch_error", queue=self.keys.queue)
+            self._dead_letter_after_bug(raw, exc)
+            return None
+
+    def _prepare(self, raw: bytes) -> ReceivedJob | None:
+        decoded = self._path.decode(raw, self.keys)
+        if isinstance(decoded, RejectedJob):
+            self._reject(decoded)
+            return None
+        if decoded.stamped is not None:
+            # Give the job its id in the processing list too, so a re-run keeps it.
+            self._call(self._queue.protocol.adopt(raw, decoded.stamped), "adopt")
+            return decoded.adopted()
+        return decoded
+
+    def _launch(self, batch: list[RunningJob]) -> None:
+        # One token per batch: a start sent again after a lost reply counts nothing twice.
+        token = start_token(self._token_prefix)
+        future = self._path.loop.submit(self._path.start_jobs(batch, token, self._job_done))
+        future.add_done_callback(lambda done: self._batch_started(batch, done))
+
+    def _batch_started(self, batch: list[RunningJob], future: Future[None]) -> None:
+        # On the loop thread. Jobs whose start was not counted never ran: their life here
+        # ends now. A start cut short by shutdown leaves them in the processing list.
+        for entry in batch:
+            if entry.attempt == 0:
+                self._path.running.finish(entry)
+        error = None if future.cancelled() else future.exception()
+        if error is not None:  # a bug: the jobs not started go back with the next take
+            self._reconcile.set()
+            log.error("consumer.launch_failed", queue=self.keys.queue, error=repr(error))
+
+    def _job_done(self, entry: RunningJob, future: Future[None] | asyncio.Future[None]) -> None:
+        # On the loop thread, once the job's coroutine has finished, cleanup included.
+        self._path.running.finish(entry)
+        error = None if future.cancelled() else future.exception()
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            # The runner could not record an outcome (a bug, or a Redis error that waiting
+            # cannot cure): the job is still in our processing list. The next take puts such
+            # jobs back in the ready list, so it runs again rather than wait for a restart.
+            self._reconcile.set()
+            log.error(
+                "job.unrecorded",
+                job_id=entry.job.id,
+                queue=self.keys.queue,
+                error=f"{type(error).__name__}: {error}",
+                detail="the job goes back to the ready list",
+            )
+
+    # -- jobs that go back or to the dead list -----------------------------------------------
+
+    def _give_back(self, raw: bytes) -> None:
+        """Return a job taken but not started to the consuming end of the ready list."""
+        call = self._queue.protocol.requeue(held_job_id(raw), raw, undo_start=False)
+        # Stopping during an outage: the job stays in the processing list.
+        with contextlib.suppress(RedisUnavailable):
+            self._call(call, "requeue")
+
+    def _return_unknown_jobs(self) -> None:
+        """Put back jobs in our processing list that no coroutine holds.
+
+        A take whose reply was lost with the connection leaves its jobs there, uncounted; a job
+        whose outcome could not be recorded, counted (it ran); so does an earlier process that
+        used the same worker id. The requeue script only moves what is still in the list, so a
+        job acknowledged meanwhile is left alone.
+        """
+        for raw in self._queue.held():
+            if not self._path.running.holds(raw):
+                call = self._queue.protocol.requeue(held_job_id(raw), raw, undo_start=False)
+                if self._queue.run(call):
+                    log.warning("consumer.job_returned", queue=self.keys.queue)
+
+    def _reject(self, job: RejectedJob) -> None:
+        error = job.error
+        failure = Failure(error.reason, str(error), "")
+        worker_id = self._queue.protocol.worker_id
+        entry = dead_entry(
+            job_id=job.job_id, queue=self.keys.queue, task=job.task, reason=error.reason,
+            error=str(error), traceback="", attempts=0, worker_id=worker_id, raw=job.raw,
+        )  # fmt: skip
+        self._call(self._queue.protocol.dead(job.job_id, job.raw, failure, None, entry), "dead")
+        self._path.metrics.job_finished(self.keys.queue, job.task, "dead", None)
+        log.error(
+            "job.dead",
+            job_id=job.job_id,
+            task=job.task,
+            queue=self.keys.queue,
+            attempt=0,
+            reason=error.reason,
+            error=str(error),
+            payload_bytes=len(job.raw),
+        )
+
+    def _dead_letter_after_bug(self, raw: bytes, error: Exception) -> None:
+        problem = MalformedJob("worker_error", f"the worker could not dispatch it: {error!r}")
+        try:
+            self._reject(RejectedJob(raw, self.keys, new_job_id(), None, problem))
+        except Exception:  # the job stays in the processing list, still visible there
+            log.exception("consumer.dead_letter_failed", queue=self.keys.queue)
+
+    def _call(self, call: Any, what: str) -> Any:
+        """Run a script, waiting out a Redis outage until the worker stops."""
+        return self._outages.call(
+            lambda: self._queue.run(call), where=f"consumer.{what}", stop=self._path.stop
+        )

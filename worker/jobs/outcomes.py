@@ -1,0 +1,128 @@
+"""Writing what happens to a job's attempts: its start, then success, a retry later, death,
+or a return to the queue at shutdown.
+
+Each write is one script call on the keys of the job's queue (`worker.jobs.protocol`), fenced
+so that only the attempt this worker runs can settle the job. While Redis is unreachable the
+writes wait and try again (`worker.redis_health`): an outcome reached during an outage is written
+once Redis is back, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback as traceback_module
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+import structlog
+
+from producer.scripts import ScriptCall
+from worker.errors import JobError
+from worker.jobs.decode import dead_entry
+from worker.jobs.protocol import AsyncQueue, Failure, JobStart
+from worker.jobs.running import RunningJob
+from worker.redis_health import AsyncOutages
+
+log = structlog.get_logger()
+
+
+class OutcomeStore:
+    def __init__(self, queues: Mapping[str, AsyncQueue], outages: AsyncOutages) -> None:
+        self._queues = queues
+        self._outages = outages
+        self._background: set[asyncio.Future[None]] = set()
+
+    async def start(self, batch: list[RunningJob], token: str) -> list[int]:
+        """Count the start of jobs taken together from one queue (one script call); the
+        attempt number of each, 0 for a job this worker no longer holds. Sent again after a
+        lost reply with the same `token`, it counts nothing twice."""
+        queue = self._queues[batch[0].job.queue]
+        starts = [
+            JobStart(job.id, job.raw, job.task, job.max_attempts, job.envelope.enqueued_at)
+            for job in (entry.job for entry in batch)
+        ]
+        attempts = await self._run(queue, queue.protocol.start(starts, token))
+        return [int(n) for n in attempts]
+
+    async def reject(self, running: RunningJob, failure: Failure) -> bool:
+        """Dead-letter a job that could not be started (a bug, not the job's fault), its
+        attempts left as they are."""
+        job = running.job
+        queue = self._queues[job.queue]
+        entry = dead_entry(
+            job_id=job.id, queue=job.queue, task=job.task, reason=failure.reason,
+            error=failure.error, traceback=failure.traceback, attempts=0,
+            worker_id=queue.protocol.worker_id, raw=job.raw,
+        )  # fmt: skip
+        call = queue.protocol.dead(job.id, job.raw, failure, None, entry)
+        return bool(await self._run(queue, call))
+
+    async def succeed(self, running: RunningJob, result_json: bytes) -> bool:
+        job = running.job
+        queue = self._queues[job.queue]
+        call = queue.protocol.ack(job.id, job.raw, result_json, running.attempt)
+        return bool(await self._run(queue, call))
+
+    async def dead(self, running: RunningJob, error: JobError) -> bool:
+        job, attempt = running.job, running.attempt
+        queue = self._queues[job.queue]
+        failure = failure_of(error)
+        entry = dead_entry(
+            job_id=job.id, queue=job.queue, task=job.task, reason=failure.reason,
+            error=failure.error, traceback=failure.traceback, attempts=attempt,
+            worker_id=queue.protocol.worker_id, raw=job.raw,
+        )  # fmt: skip
+        call = queue.protocol.dead(job.id, job.raw, failure, attempt, entry)
+        return bool(await self._run(queue, call))
+
+    async def retry(self, running: RunningJob, error: JobError, delay: float) -> bool:
+        """Move the job to the delayed set, due in `delay` seconds, and record the failure."""
+        job = running.job
+        queue = self._queues[job.queue]
+        due_ms = int((time.time() + delay) * 1000)
+        call = queue.protocol.retry(job.id, job.raw, failure_of(error), running.attempt, due_ms)
+        scheduled = bool(await self._run(queue, call))
+        if scheduled:
+            # The consumers promote due jobs each time they take; an idle one is blocked in
+            # its pop, so promote this one at its due time (pushing it wakes the pop).
+            asyncio.get_running_loop().call_later(delay, self._promote_later, queue)
+        return scheduled
+
+    async def requeue(self, running: RunningJob, *, give_up_after: float) -> bool:
+        """Return a job stopped by shutdown to the front of its queue, its start taken back."""
+        job = running.job
+        queue = self._queues[job.queue]
+        call = queue.protocol.requeue(job.id, job.raw, undo_start=True)
+        return bool(await self._run(queue, call, give_up_after=give_up_after))
+
+    async def _run(
+        self, queue: AsyncQueue, call: ScriptCall, *, give_up_after: float | None = None
+    ) -> Any:
+        return await self._outages.call(
+            lambda: queue.run(call), where=f"job.{call.script}", give_up_after=give_up_after
+        )
+
+    def _promote_later(self, queue: AsyncQueue) -> None:
+        task = asyncio.ensure_future(self._promote(queue))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _promote(self, queue: AsyncQueue) -> None:
+        try:
+            await queue.promote()
+        except redis.RedisError as exc:  # the next take promotes it anyway
+            log.info("job.promote_failed", queue=queue.protocol.keys.queue, error=str(exc))
+
+
+def failure_of(error: JobError) -> Failure:
+    return Failure(error.reason, str(error), format_traceback(error))
+
+
+def format_traceback(error: BaseException) -> str:
+    """The traceback of what the handler raised (the cause of a wrapping JobError)."""
+    cause = error.__cause__ or error
+    if cause.__traceback__ is None:
+        return ""
+    return "".join(traceback_module.format_exception(cause))

@@ -1,0 +1,226 @@
+"""The worker's Redis protocol on one queue: take, pop, start, give back, adopt, reject, ack,
+retry, dead-letter, requeue, recover and promote.
+
+`QueueProtocol` is bound once to the queue's keys, the worker id and the record TTL, and
+turns each step into one script call on the keys of that queue (docs/protocol.md#how-a-worker-
+takes-and-settles-a-job). `SyncQueue` runs the steps of the consumer thread on a blocking
+client; `AsyncQueue` those of the event loop (outcomes, promotion, recovery) on a pipelined
+asyncio client. The scripts are in `worker/jobs/lua/`; every key one touches is in its KEYS.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+import redis
+import redis.asyncio
+
+from producer.envelope import MAX_ID_LENGTH
+from producer.keys import QueueKeys
+from producer.scripts import PipelinedScripts, ScriptCall, ScriptLibrary, SyncScripts
+
+WORKER_SCRIPTS = ScriptLibrary(
+    "worker.jobs",
+    ("take", "start", "ack", "retry", "dead", "requeue", "adopt", "recover", "promote"),
+    uses={
+        "take": ("promote",),
+        "promote": ("promote",),
+        "start": ("records",),
+        "requeue": ("records",),
+        "ack": ("fence",),
+        "retry": ("fence",),
+        "dead": ("fence",),
+    },
+    job_batch_scripts=frozenset({"ack"}),
+)
+
+# Most due delayed jobs promoted to the ready list in one round trip.
+PROMOTE_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class JobStart:
+    """One job of a start call: what its record shows while it runs."""
+
+    job_id: str
+    raw: bytes  # as held in the processing list
+    task: str
+    max_attempts: int
+    enqueued_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an attempt failed, as the record and the dead list keep it."""
+
+    reason: str
+    error: str
+    traceback: str
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What a take found: the jobs moved into the processing list, oldest first, and when the
+    next delayed job falls due (epoch ms; -1 when none waits)."""
+
+    jobs: list[bytes]
+    next_due_ms: int
+
+
+def held_job_id(raw: bytes) -> str:
+    """The id in a held job's envelope, to find its record; "-" (no record) when it has no
+    usable one."""
+    try:
+        job_id = orjson.loads(raw).get("id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return "-"
+    return job_id if isinstance(job_id, str) and 0 < len(job_id) <= MAX_ID_LENGTH else "-"
+
+
+def start_token(prefix: str) -> str:
+    """A token unique to one start call, beginning with its consumer's `prefix`."""
+    return f"{prefix}{random.getrandbits(64):016x}"
+
+
+class QueueProtocol:
+    """The script calls of one worker on one queue."""
+
+    def __init__(self, keys: QueueKeys, worker_id: str, result_ttl: int) -> None:
+        self.keys = keys
+        self.worker_id = worker_id
+        self.processing = keys.processing(worker_id)
+        self._ttl = result_ttl
+
+    def take(self, most: int, now_ms: int) -> ScriptCall:
+        """Promote due delayed jobs, then move up to `most` jobs into the processing list."""
+        keys = self.keys
+        return ScriptCall(
+            "take", [keys.ready, self.processing, keys.delayed], [now_ms, most, PROMOTE_BATCH]
+        )
+
+    def start(self, starts: Sequence[JobStart], token: str) -> ScriptCall:
+        """Count a new attempt of each job still held; returns the attempt numbers (0: a job
+        no longer held). Sent again with the same token, it counts nothing twice."""
+        args: list[str | bytes | int | float] = [self.worker_id, self._ttl, self.keys.queue, token]
+        for start in starts:
+            enqueued = "" if start.enqueued_at is None else repr(float(start.enqueued_at))
+            args.extend((start.raw, start.task, start.max_attempts, enqueued))
+        records = [self.keys.job(start.job_id) for start in starts]
+        return ScriptCall("start", [self.processing, *records], args)
+
+    def adopt(self, raw: bytes, stamped: bytes) -> ScriptCall:
+        """Replace a job taken without an id by the same job with the id the worker gave it."""
+        return ScriptCall("adopt", [self.processing], [raw, stamped])
+
+    def requeue(self, job_id: str, raw: bytes, *, undo_start: bool) -> ScriptCall:
+        """Put a held job back at the consuming end of the ready list; with `undo_start`, its
+        counted start is taken back (the attempt never finished)."""
+        keys = self.keys
+        return ScriptCall(
+            "requeue",
+            [self.processing, keys.ready, keys.job(job_id)],
+            [raw, "undo" if undo_start else "keep"],
+        )
+
+    def ack(self, job_id: str, raw: bytes, result_json: bytes, attempt: int) -> ScriptCall:
+        return ScriptCall(
+            "ack",
+            [self.processing, self.keys.job(job_id)],
+            [raw, result_json, repr(time.time()), self._ttl, str(attempt)],
+        )
+
+    def retry(
+        self, job_id: str, raw: bytes, failure: Failure, attempt: int, due_ms: int
+    ) -> ScriptCall:
+        keys = self.keys
+        return ScriptCall(
+            "retry",
+            [self.processing, keys.delayed, keys.job(job_id)],
+            [raw, due_ms, failure.reason, failure.error, failure.traceback, self._ttl,
+             str(attempt)],
+        )  # fmt: skip
+
+    def dead(
+        self, job_id: str, raw: bytes, failure: Failure, attempt: int | None, entry: bytes
+    ) -> ScriptCall:
+        """Dead-letter a held job; `attempt` None for one that never started (bad input)."""
+        keys = self.keys
+        return ScriptCall(
+            "dead",
+            [self.processing, keys.dead, keys.job(job_id)],
+            [raw, entry, failure.reason, failure.error, failure.traceback, repr(time.time()),
+             self._ttl, "" if attempt is None else str(attempt)],
+        )  # fmt: skip
+
+    def recover(self, owner: str) -> ScriptCall:
+        """Move a lost worker's jobs back to the ready list, if its heartbeat has expired."""
+        keys = self.keys
+        return ScriptCall("recover", [keys.processing(owner), keys.worker(owner), keys.ready], [])
+
+    def promote(self, now_ms: int) -> ScriptCall:
+        return ScriptCall("promote", [self.keys.delayed, self.keys.ready], [now_ms, PROMOTE_BATCH])
+
+
+class SyncQueue:
+    """The consumer thread's face of the protocol, on its own blocking connection."""
+
+    def __init__(self, protocol: QueueProtocol, client: redis.Redis) -> None:
+        self.protocol = protocol
+        self.client = client
+        self._scripts = SyncScripts(client, WORKER_SCRIPTS)
+
+    def run(self, call: ScriptCall) -> Any:
+        return self._scripts.run(call)
+
+    def take(self, most: int) -> Taken:
+        next_due, *jobs = cast("list[Any]", self.run(self.protocol.take(most, _now_ms())))
+        return Taken(jobs, int(next_due))
+
+    def pop(self, block: float) -> bytes | None:
+        """Wait up to `block` seconds for a job, and move it into the processing list."""
+        raw = self.client.blmove(
+            self.protocol.keys.ready,
+            self.protocol.processing,
+            block,  # type: ignore[arg-type]  # Redis takes fractions
+            "RIGHT",
+            "LEFT",
+        )
+        return cast("bytes | None", raw)
+
+    def start(self, starts: Sequence[JobStart], token: str) -> list[int]:
+        return [int(n) for n in self.run(self.protocol.start(starts, token))]
+
+    def held(self) -> list[bytes]:
+        return cast("list[bytes]", self.client.lrange(self.protocol.processing, 0, -1))
+
+
+class AsyncQueue:
+    """The event loop's face of the protocol: many coroutines' calls share round trips."""
+
+    def __init__(self, protocol: QueueProtocol, scripts: PipelinedScripts) -> None:
+        self.protocol = protocol
+        self._scripts = scripts
+
+    async def run(self, call: ScriptCall) -> Any:
+        return await self._scripts.run(call)
+
+    async def promote(self) -> int:
+        return int(await self.run(self.protocol.promote(_now_ms())))
+
+    async def recover(self, owner: str) -> tuple[bool, int]:
+        """(owner alive, jobs moved back)."""
+        alive, moved = await self.run(self.protocol.recover(owner))
+        return bool(alive), int(moved)
+
+
+def pipelined_worker_scripts(client: redis.asyncio.Redis) -> PipelinedScripts:
+    return PipelinedScripts(client, WORKER_SCRIPTS)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,87 @@
+"""The jobs this worker has handed to its event loop, until their coroutine is done.
+
+The one registry of running jobs: the consumer adds a job before it submits it to the loop,
+the runner binds the asyncio task that runs it, and the coroutine's completion
+(`finish`, from its future's done-callback) ends the job's life here and releases its slot.
+Shutdown waits on it and cancels through it; the loop-lag watchdog asks it which job a blocked
+task runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from worker.jobs.decode import ReceivedJob
+from worker.jobs.slots import Lease
+
+
+@dataclass(slots=True, eq=False)
+class RunningJob:
+    """One attempt of a job on this worker."""
+
+    job: ReceivedJob
+    lease: Lease
+    attempt: int = 0  # counted in Redis by the runner before the handler is called
+    # The task that runs the job: the one that counts its start, then the job's own.
+    task: asyncio.Task[Any] | None = None
+
+
+# Called on the loop once a job's task is done, its cleanup included.
+JobDone = Callable[[RunningJob, "asyncio.Future[None]"], None]
+
+
+class RunningJobs:
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._entries: set[RunningJob] = set()
+        self._raws: Counter[bytes] = Counter()
+
+    def add(self, job: ReceivedJob, lease: Lease) -> RunningJob:
+        entry = RunningJob(job, lease)
+        with self._condition:
+            self._entries.add(entry)
+            self._raws[job.raw] += 1
+        return entry
+
+    def finish(self, entry: RunningJob) -> None:
+        """The job's coroutine is done (cleanup included): forget it, free its slot."""
+        with self._condition:
+            if entry in self._entries:
+                self._entries.discard(entry)
+                self._raws[entry.job.raw] -= 1
+                if self._raws[entry.job.raw] <= 0:
+                    del self._raws[entry.job.raw]
+            if not self._entries:
+                self._condition.notify_all()
+        entry.lease.release()
+
+    def holds(self, raw: bytes) -> bool:
+        with self._condition:
+            return raw in self._raws
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def wait_empty(self, timeout: float | None) -> bool:
+        with self._condition:
+            return self._condition.wait_for(lambda: not self._entries, timeout)
+
+    def job_of(self, task: asyncio.Task[Any] | None) -> ReceivedJob | None:
+        """The job a task of the loop runs, if it is one (for the loop-lag watchdog)."""
+        if task is None:
+            return None
+        with self._condition:
+            return next((e.job for e in self._entries if e.task is task), None)
+
+    def cancel_all(self) -> int:
+        """Cancel every running job (shutdown); each requeues itself. Call on the loop."""
+        with self._condition:
+            tasks = {entry.task for entry in self._entries if entry.task is not None}
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
