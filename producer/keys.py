@@ -6,6 +6,7 @@
 | `{prefix}:{Q}:processing:<wid>`  | list       | jobs worker <wid> took and has not acked      |
 | `{prefix}:{Q}:delayed`           | sorted set | jobs to run later, scored by due time (ms)    |
 | `{prefix}:{Q}:dead`              | list       | jobs that failed for good, with the reason    |
+| `{prefix}:{Q}:suspects`          | sorted set | jobs lost with a worker, to run in small groups |
 | `{prefix}:{Q}:job:<id>`          | hash + TTL | status, attempts, result or error, timestamps |
 | `{prefix}:{Q}:worker:<wid>`      | str + TTL  | heartbeat of a worker serving queue Q         |
 | `{prefix}:workers`               | set        | worker ids, for listing                       |
@@ -73,6 +74,12 @@ class QueueKeys:
         return f"{self.base}:dead"
 
     @property
+    def suspects(self) -> str:
+        """Jobs that were running on a worker that died, scored by the size of the largest
+        group they may run in next (docs/reliability.md#blame)."""
+        return f"{self.base}:suspects"
+
+    @property
     def processing_pattern(self) -> str:
         """A SCAN pattern matching every worker's processing list of this queue."""
         return f"{self.base}:processing:*"
@@ -93,12 +100,12 @@ class QueueKeys:
 
 
 def queue_keys_pattern(prefix: str = DEFAULT_PREFIX) -> str:
-    """A SCAN pattern for the ready, delayed, dead, processing and worker keys of every queue
-    (and not the job records, which are by far the most numerous)."""
-    return f"{validate_prefix(prefix)}:{{*}}:[dprw]*"
+    """A SCAN pattern for the ready, delayed, dead, suspects, processing and worker keys of
+    every queue (and not the job records, which are by far the most numerous)."""
+    return f"{validate_prefix(prefix)}:{{*}}:[dprsw]*"
 
 
-_QUEUE_LEVEL_KEYS = ("ready", "delayed", "dead")
+_QUEUE_LEVEL_KEYS = ("ready", "delayed", "dead", "suspects")
 _PER_WORKER_KEYS = ("processing:", "worker:")
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-_NUMBER_FIELDS = {"attempts": int, "max_attempts": int}
+_NUMBER_FIELDS = {"attempts": int, "max_attempts": int, "forgiven": int, "group": int}
 _TIME_FIELDS = {"started_at", "finished_at", "enqueued_at", "next_attempt_at"}
 # Bookkeeping of the worker's scripts, not part of what a record tells its reader.
 _INTERNAL_FIELDS = {"start_token"}

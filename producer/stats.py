@@ -42,6 +42,9 @@ class QueueStats:
     processing: int
     dead: int
     workers: int
+    # Jobs that were running on a worker that died, waiting to run again in small groups
+    # (docs/reliability.md#blame).
+    suspects: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,7 @@ class StatsReader:
         queue_names = sorted(found) if self._only is None else [k.queue for k in self._only]
         keys_list = [QueueKeys(queue, self._prefix) for queue in queue_names]
         processing = {queue: found.get(queue, []) for queue in queue_names}
-        counts, held = self._counts(keys_list, processing)
+        counts, suspects, held = self._counts(keys_list, processing)
         taken_at = time.time() if now is None else now
         workers = self._live_workers(keys_list, held, taken_at)
         queues = tuple(
@@ -115,6 +118,7 @@ class StatsReader:
                 keys.queue,
                 *counts[keys.queue],
                 workers=sum(1 for worker in workers if keys.queue in worker.queues),
+                suspects=suspects[keys.queue],
             )
             for keys in keys_list
         )
@@ -142,27 +146,31 @@ class StatsReader:
 
     def _counts(
         self, keys_list: Sequence[QueueKeys], processing: dict[str, list[str]]
-    ) -> tuple[dict[str, tuple[int, int, int, int]], dict[str, int]]:
-        """(queue -> (ready, delayed, processing, dead), worker id -> jobs it holds)."""
+    ) -> tuple[dict[str, tuple[int, int, int, int]], dict[str, int], dict[str, int]]:
+        """(queue -> (ready, delayed, processing, dead), queue -> suspects, worker id -> jobs
+        it holds)."""
         pipe = self._client.pipeline(transaction=False)
         for keys in keys_list:
             pipe.llen(keys.ready)
             pipe.zcard(keys.delayed)
             pipe.llen(keys.dead)
+            pipe.zcard(keys.suspects)
             for key in processing[keys.queue]:
                 pipe.llen(key)
         replies = iter(pipe.execute())
         counts = {}
+        suspects = {}
         held: dict[str, int] = defaultdict(int)
         for keys in keys_list:
             ready, delayed, dead = next(replies), next(replies), next(replies)
+            suspects[keys.queue] = int(next(replies))
             in_queue = 0
             for key in processing[keys.queue]:
                 length = int(next(replies))
                 held[key.removeprefix(keys.processing(""))] += length
                 in_queue += length
             counts[keys.queue] = (int(ready), int(delayed), in_queue, int(dead))
-        return counts, dict(held)
+        return counts, suspects, dict(held)
 
     def _live_workers(
         self, keys_list: Sequence[QueueKeys], held: dict[str, int], now: float

@@ -23,17 +23,23 @@ def stats_view(snapshot: StatsSnapshot) -> Group:
 def _queues_table(snapshot: StatsSnapshot) -> Table:
     table = Table(title="queues", title_justify="left", box=None)
     table.add_column("queue", overflow="fold")
-    for name in ("ready", "delayed", "processing", "dead", "workers"):
+    # Suspects exist only for a while after a worker died: their column shows only then.
+    with_suspects = any(queue.suspects for queue in snapshot.queues)
+    names = ("ready", "delayed", "processing", "dead", "workers")
+    for name in (*names, "suspects") if with_suspects else names:
         table.add_column(name, justify="right")
     for queue in snapshot.queues:
-        table.add_row(
+        cells: list[str | Text] = [
             queue.queue,
             str(queue.ready),
             str(queue.delayed),
             str(queue.processing),
             Text(str(queue.dead), style="bold red" if queue.dead else ""),
             Text(str(queue.workers), style="" if queue.workers else "yellow"),
-        )
+        ]
+        if with_suspects:
+            cells.append(Text(str(queue.suspects), style="bold yellow" if queue.suspects else ""))
+        table.add_row(*cells)
     if not snapshot.queues:
         table.add_row(Text("(no queues found)", style="dim"))
     return table

@@ -29,7 +29,9 @@ def test_alert_rules_fire_when_they_should_per_promtool_unit_tests() -> None:
 def exported_names() -> set[str]:
     metrics = WorkerMetrics()
     metrics.job_finished("q", "echo", "succeeded", 0.1)
-    metrics.set_queue_depths("q", 1, 2, 3, 4)
+    metrics.set_queue_depths("q", 1, 2, 3, 4, 5)
+    metrics.jobs_recovered("q", requeued=1, suspects=2, blamed=1)
+    metrics.suspect_trial("q")
     names = set()
     for family in text_string_to_metric_families(metrics.render().decode()):
         names.add(family.name)

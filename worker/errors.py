@@ -60,15 +60,18 @@ class ResultNotSerializable(JobError):
 
 
 class WorkerLost(JobError):
-    """The job's earlier attempts ended with their worker gone (killed, crashed, cut off)."""
+    """The job's worker was lost (killed, crashed, cut off) while the job ran alone on it, as
+    many times as its attempts allow (docs/reliability.md#blame)."""
 
     reason = "worker_lost"
     retryable = False
 
-    def __init__(self, attempts: int) -> None:
+    def __init__(self, attempts: int, forgiven: int, max_attempts: int) -> None:
+        beside = f", {forgiven} of them lost beside other jobs and not held against it"
         super().__init__(
-            f"its worker was lost (killed, crashed or cut off) while running it, and all "
-            f"{attempts - 1} of its attempts are used; not starting it again"
+            f"its worker was lost (killed, crashed or cut off) while it ran alone, and all "
+            f"{max_attempts} of its attempts are used ({attempts} started"
+            f"{beside if forgiven else ''}); not starting it again"
         )
 
 

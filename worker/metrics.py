@@ -41,7 +41,9 @@ log = structlog.get_logger()
 
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 OUTCOMES: Final = ("succeeded", "retried", "dead", "requeued")
-QUEUE_STATES: Final = ("ready", "delayed", "processing", "dead")
+QUEUE_STATES: Final = ("ready", "delayed", "processing", "dead", "suspects")
+# What recovery made of a lost worker's job (docs/reliability.md#blame).
+RECOVERY_VERDICTS: Final = ("requeued", "suspect", "blamed")
 UNKNOWN_TASK: Final = "unknown"
 # Most (queue, task, outcome) series whose labelled children are kept for reuse.
 SERIES_CACHE_LIMIT: Final = 1024
@@ -57,6 +59,7 @@ class QueueDepths:
     delayed: int
     processing: int
     dead: int
+    suspects: int = 0
 
 
 class WorkerMetrics:
@@ -94,13 +97,27 @@ class WorkerMetrics:
         )
         self._depth = Gauge(
             "coroq_queue_depth",
-            "Jobs in a queue by state (ready, delayed, processing, dead), as last read.",
+            "Jobs in a queue by state (ready, delayed, processing, dead, suspects), as last read.",
             ("queue", "state"),
             registry=self.registry,
         )
         self._loop_lag = Gauge(
             "coroq_event_loop_lag_seconds",
             "How late the event loop last ran a callback posted to it.",
+            registry=self.registry,
+        )
+        self._recovered = Counter(
+            "coroq_jobs_recovered",
+            "Jobs this worker took back from lost workers, by verdict: requeued (never "
+            "started there), suspect (lost beside others, the loss forgiven), blamed (lost "
+            "while running alone).",
+            ("queue", "verdict"),
+            registry=self.registry,
+        )
+        self._trials = Counter(
+            "coroq_suspect_trials",
+            "Groups of suspects this worker ran with nothing else beside them.",
+            ("queue",),
             registry=self.registry,
         )
         self._series: dict[tuple[str, str | None, str], tuple[Counter, Histogram]] = {}
@@ -145,10 +162,19 @@ class WorkerMetrics:
         self._in_flight.set_function(source)
 
     def set_queue_depths(
-        self, queue: str, ready: int, delayed: int, processing: int, dead: int
+        self, queue: str, ready: int, delayed: int, processing: int, dead: int, suspects: int = 0
     ) -> None:
-        for state, count in zip(QUEUE_STATES, (ready, delayed, processing, dead), strict=True):
+        counts = (ready, delayed, processing, dead, suspects)
+        for state, count in zip(QUEUE_STATES, counts, strict=True):
             self._depth.labels(queue, state).set(count)
+
+    def jobs_recovered(self, queue: str, requeued: int, suspects: int, blamed: int) -> None:
+        for verdict, count in zip(RECOVERY_VERDICTS, (requeued, suspects, blamed), strict=True):
+            if count:
+                self._recovered.labels(queue, verdict).inc(count)
+
+    def suspect_trial(self, queue: str) -> None:
+        self._trials.labels(queue).inc()
 
     def set_loop_lag(self, seconds: float) -> None:
         self._loop_lag.set(seconds)
@@ -179,7 +205,8 @@ async def read_queue_depths(client: redis.asyncio.Redis, keys: QueueKeys) -> Que
     pipe.llen(keys.ready)
     pipe.zcard(keys.delayed)
     pipe.llen(keys.dead)
-    ready, delayed, dead = await pipe.execute()
+    pipe.zcard(keys.suspects)
+    ready, delayed, dead, suspects = await pipe.execute()
     processing_keys = [
         key async for key in client.scan_iter(match=keys.processing_pattern, count=1000)
     ]
@@ -189,7 +216,7 @@ async def read_queue_depths(client: redis.asyncio.Redis, keys: QueueKeys) -> Que
         for key in processing_keys:
             pipe.llen(key)
         processing = sum(await pipe.execute())
-    return QueueDepths(int(ready), int(delayed), int(processing), int(dead))
+    return QueueDepths(int(ready), int(delayed), int(processing), int(dead), int(suspects))
 
 
 async def refresh_queue_depths(
@@ -200,7 +227,12 @@ async def refresh_queue_depths(
     for keys in keys_list:
         depths = await read_queue_depths(client, keys)
         metrics.set_queue_depths(
-            keys.queue, depths.ready, depths.delayed, depths.processing, depths.dead
+            keys.queue,
+            depths.ready,
+            depths.delayed,
+            depths.processing,
+            depths.dead,
+            depths.suspects,
         )
         found[keys.queue] = depths
     return found

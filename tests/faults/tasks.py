@@ -70,6 +70,15 @@ async def crash(ledger: str, name: str) -> None:
     os._exit(1)
 
 
+@task("faults.crash_from")
+async def crash_from(ledger: str, name: str, attempt: int) -> None:
+    """Fails as an ordinary job until its `attempt`-th start; from then on it takes its whole
+    worker process down, every time."""
+    if await count_start(ledger, name) < attempt:
+        raise RuntimeError("an ordinary failure, before the crashes begin")
+    os._exit(1)
+
+
 @task("faults.hang")
 async def hang(ledger: str, name: str) -> None:
     """Never finishes on its own; only its timeout ends it."""

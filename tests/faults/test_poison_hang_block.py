@@ -16,6 +16,9 @@ from tests.faults.processes import FAST_TIMINGS, FaultWorker, WorkerLauncher
 from tests.faults.scale import scaled, timeout_for
 
 MAX_ATTEMPTS = 3
+# Its own deaths, plus those that narrow down which job of a group of 4 kills the worker
+# (docs/reliability.md#blame), plus one.
+MOST_DEATHS = MAX_ATTEMPTS + 2 + 1
 
 
 def dead_entry(ledger: Ledger, job_id: str) -> dict[str, Any]:
@@ -42,7 +45,7 @@ def supervise(
         if worker.alive():
             break
         exits.append(worker.wait(timeout=5))
-        assert len(exits) <= MAX_ATTEMPTS, f"crash loop: {exits}"
+        assert len(exits) <= MOST_DEATHS, f"crash loop: {exits}"
         worker = launcher.start(worker_id=worker_id, wait=False)
     worker.wait_started()
     return worker, exits
@@ -59,10 +62,10 @@ def test_job_that_kills_its_worker_ends_dead_as_worker_lost_after_max_attempts(
     """A new id per restart is recovered by the reaper once the dead id's heartbeat expires;
     the same id (a fixed COROQ_WORKER_ID) takes its own leftovers back when it starts."""
     [poison] = ledger.push([ledger.envelope("poison", "faults.crash", max_attempts=MAX_ATTEMPTS)])
-    # Generous max_attempts: a good job in flight at a crash also loses its worker.
+    # The same max_attempts: a good job in flight at a crash is not blamed for it.
     good = ledger.push(
         [
-            ledger.envelope(f"g{i:03d}", "faults.work", seconds=0.05, max_attempts=20)
+            ledger.envelope(f"g{i:03d}", "faults.work", seconds=0.05, max_attempts=MAX_ATTEMPTS)
             for i in range(scaled(20))
         ]
     )
@@ -81,12 +84,14 @@ def test_job_that_kills_its_worker_ends_dead_as_worker_lost_after_max_attempts(
     figures.publish(record_property)
 
     assert everything_final, (figures.as_dict(), ledger.where_unfinished())
-    assert exits == [1] * MAX_ATTEMPTS
-    assert ledger.starts()[poison] == MAX_ATTEMPTS
-    # The start after the last crash is counted, seen past max_attempts, and not run.
+    assert set(exits) == {1}
+    assert MAX_ATTEMPTS <= len(exits) <= MOST_DEATHS
+    # Every start it made ran its handler; the losses beside other jobs were forgiven, and
+    # once all its attempts were lost alone it was not started again.
+    assert record["attempts"] == ledger.starts()[poison], record
+    assert record["attempts"] - record.get("forgiven", 0) == MAX_ATTEMPTS, record
     assert record["status"] == "dead", record
     assert record["reason"] == "worker_lost", record
-    assert record["attempts"] == MAX_ATTEMPTS + 1, record
     entry = dead_entry(ledger, poison)
     assert entry["reason"] == "worker_lost"
     assert orjson.loads(entry["raw"])["id"] == poison

@@ -158,6 +158,7 @@ def test_queue_depths_are_read_from_redis_into_the_metrics(
     redis_client.lpush(keys.processing("w1"), "e", "f")
     redis_client.lpush(keys.processing("w2"), "g")
     redis_client.lpush(keys.dead, "h", "i", "j", "k")
+    redis_client.zadd(keys.suspects, {"l": 1, "m": 2})
     metrics = WorkerMetrics(process_metrics=False)
 
     async def refresh() -> object:
@@ -172,4 +173,4 @@ def test_queue_depths_are_read_from_redis_into_the_metrics(
     text = metrics.render().decode()
     family = next(f for f in text_string_to_metric_families(text) if f.name == "coroq_queue_depth")
     found = {s.labels["state"]: s.value for s in family.samples if s.labels["queue"] == keys.queue}
-    assert found == {"ready": 3, "delayed": 1, "processing": 3, "dead": 4}
+    assert found == {"ready": 3, "delayed": 1, "processing": 3, "dead": 4, "suspects": 2}

@@ -30,13 +30,17 @@ def test_stats_json_counts_each_state(
     redis_client.zadd(keys.delayed, {"c": time.time() * 1000 + 60_000})
     redis_client.lpush(keys.processing("gone-worker"), "d")
     redis_client.lpush(keys.dead, "e")
+    redis_client.zadd(keys.suspects, {"f": 2, "g": 1})
     result = stats(redis_url, "--json", "--queue", keys.queue)
     assert result.returncode == 0, result.stderr
     snapshot = json.loads(result.stdout)
     (queue,) = snapshot["queues"]
     assert queue == {
         "queue": keys.queue, "ready": 2, "delayed": 1, "processing": 1, "dead": 1, "workers": 0,
+        "suspects": 2,
     }  # fmt: skip
+    table = stats(redis_url, "--queue", keys.queue)
+    assert "suspects" in table.stdout, table.stdout
     assert snapshot["in_flight"] == 1
     assert snapshot["throughput_per_s"] is None  # no live worker reports one
     assert snapshot["workers"] == []

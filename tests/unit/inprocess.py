@@ -19,9 +19,9 @@ import redis
 
 from producer.keys import QueueKeys
 from producer.records import decode_record
-from producer.scripts import ScriptCall
+from producer.scripts import ScriptCall, SyncScripts
 from worker import Backoff, Fail, Retry, current_job, task
-from worker.jobs.protocol import AsyncQueue, QueueProtocol, SyncQueue
+from worker.jobs.protocol import WORKER_SCRIPTS, AsyncQueue, QueueProtocol, SyncQueue
 from worker.registry import TaskRegistry, specs_in_module
 from worker.settings import WorkerSettings
 
@@ -40,6 +40,9 @@ class Tracker:
         self.threads: dict[str, str] = {}
         self.finished: Counter[str] = Counter()
         self.gate = threading.Event()  # `inproc.gated` jobs finish once it is set
+        self.running: set[str] = set()
+        self.beside: dict[str, set[str]] = {}  # job id -> the jobs that ran while it ran
+        self.order: list[tuple[str, str]] = []  # ("enter" or "leave", job id)
 
     def enter(self) -> None:
         info = current_job()
@@ -48,12 +51,19 @@ class Tracker:
             self.most = max(self.most, self.active)
             self.attempts.setdefault(info.id, []).append(info.attempt)
             self.threads[info.id] = threading.current_thread().name
+            for other in self.running:
+                self.beside.setdefault(other, set()).add(info.id)
+                self.beside.setdefault(info.id, set()).add(other)
+            self.running.add(info.id)
+            self.order.append(("enter", info.id))
 
     def leave(self) -> None:
         info = current_job()
         with self._lock:
             self.active -= 1
             self.finished[info.id] += 1
+            self.running.discard(info.id)
+            self.order.append(("leave", info.id))
 
     def started(self, job_id: str) -> bool:
         with self._lock:
@@ -249,6 +259,12 @@ class SeamQueue(SyncQueue):
             self.seen.append(call)
         return self._through(call.script, lambda: SyncQueue.run(self, call), call)
 
+    def run_on(self, scripts: SyncScripts, call: ScriptCall) -> Any:
+        """A call of the event loop's, on its own client, through the same seams."""
+        with self._lock:
+            self.seen.append(call)
+        return self._through(call.script, lambda: scripts.run(call), call)
+
     def pop(self, block: float) -> bytes | None:
         result: bytes | None = self._through("pop", lambda: SyncQueue.pop(self, block), None)
         return result
@@ -267,18 +283,25 @@ class SeamQueue(SyncQueue):
 
 class SeamAsyncQueue(AsyncQueue):
     """The real `AsyncQueue` of the loop, whose script calls named in `LOOP_SEAMS` go through
-    a `SeamQueue` once one is attached (`seams`): its faults apply to them, and its counts
-    and `seen` include them. Such a call runs on the `SeamQueue`'s blocking client, in a
-    thread, so that a fault can run it (or not) before it fails."""
+    a `SeamQueue` once one is attached (`attach`): its faults apply to them, and its counts
+    and `seen` include them. Such a call runs, in a thread, on a blocking client of its own
+    (not the consumer's, whose connection must stay the one its pop blocks on), so that a
+    fault can run it (or not) before it fails."""
 
     LOOP_SEAMS = frozenset({"start"})
 
     seams: SeamQueue | None = None
+    _side: SyncScripts | None = None
+
+    def attach(self, seams: SeamQueue, client: redis.Redis) -> None:
+        self.seams = seams
+        self._side = SyncScripts(client, WORKER_SCRIPTS)
 
     async def run(self, call: ScriptCall) -> Any:
-        if self.seams is None or call.script not in self.LOOP_SEAMS:
+        seams, side = self.seams, self._side
+        if seams is None or side is None or call.script not in self.LOOP_SEAMS:
             return await super().run(call)
-        return await asyncio.to_thread(self.seams.run, call)
+        return await asyncio.to_thread(seams.run_on, side, call)
 
 
 def blocked_in_pop(client: redis.Redis, client_id: int | None) -> bool:

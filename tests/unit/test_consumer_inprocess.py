@@ -49,7 +49,13 @@ from worker import Backoff
 from worker.jobs.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread, JobPath
 from worker.jobs.decode import ReceivedJob, RejectedJob, decode_job
 from worker.jobs.outcomes import OutcomeStore
-from worker.jobs.protocol import QueueProtocol, pipelined_worker_scripts
+from worker.jobs.protocol import (
+    JobStart,
+    QueueProtocol,
+    SyncQueue,
+    pipelined_worker_scripts,
+    start_token,
+)
 from worker.jobs.runner import JobRunner
 from worker.jobs.running import RunningJob, RunningJobs
 from worker.jobs.slots import Slots
@@ -100,7 +106,8 @@ class Rig:
         self.async_redis = async_client(redis_url)
         scripts = pipelined_worker_scripts(self.async_redis)
         self.async_queues = {
-            queue: SeamAsyncQueue(self.protocol(queue), scripts) for queue in queues
+            queue: SeamAsyncQueue(self.protocol(queue), scripts, self.async_redis)
+            for queue in queues
         }
         store = OutcomeStore(self.async_queues, AsyncOutages(self.async_redis, self.health))
         self.runner = JobRunner(store, self.executor, self.http, Backoff(10, 2, 10), self.metrics)
@@ -131,7 +138,9 @@ class Rig:
         )
         self._clients.append(client)
         seams = SeamQueue(self.protocol(queue), client, faults or {})
-        self.async_queues[queue].seams = seams  # the start of its jobs, on the loop
+        side_client = sync_client(self.redis_url, retries=0, socket_timeout=10)
+        self._clients.append(side_client)
+        self.async_queues[queue].attach(seams, side_client)  # its jobs' starts, on the loop
         path = JobPath(
             slots=self.slots,
             running=self.running,
@@ -294,6 +303,85 @@ def test_the_cap_holds_with_a_backlog_of_hundreds(
     assert tracker.runs() == len(job_ids)
     assert attempts_of(redis_client, keys, job_ids) == {1}
     assert_queue_empty(redis_client, rig, queue_name)
+
+
+# -- suspects (docs/reliability.md#blame) ------------------------------------------------------
+
+
+def add_suspects(client: redis.Redis, keys: QueueKeys, job_ids: list[str], bound: int) -> None:
+    client.zadd(keys.suspects, {job("inproc.work", job_id, 0.05): bound for job_id in job_ids})
+
+
+def test_suspects_run_first_in_groups_with_nothing_beside_them(
+    rig: Rig, redis_client: redis.Redis, queue_name: str, tracker: Tracker
+) -> None:
+    keys = rig.keys[queue_name]
+    suspect_ids, plain = ids("suspect", 6), ids("plain", 4)
+    add_suspects(redis_client, keys, suspect_ids, bound=2)
+    push_work(redis_client, keys, plain, 0.05)
+    with capture_logs() as logs:
+        rig.consumer(queue_name)
+        wait_for(lambda: all_succeeded(redis_client, keys, [*suspect_ids, *plain]))
+        rig.wait_settled()
+
+    assert [line["group"] for line in events(logs, "job.trial")] == [2, 2, 2]
+    for suspect in suspect_ids:  # at most its pair partner beside it, never a plain job
+        beside = tracker.beside.get(suspect, set())
+        assert len(beside) <= 1, (suspect, beside)
+        assert beside <= set(suspect_ids), (suspect, beside)
+    order = [job_id for _, job_id in tracker.order]
+    last_suspect = max(i for i, job_id in enumerate(order) if job_id in suspect_ids)
+    first_plain = min(i for i, job_id in enumerate(order) if job_id in plain)
+    assert last_suspect < first_plain
+    assert tracker.most == rig.slots.capacity  # the plain jobs, afterwards
+    assert not redis_client.exists(keys.suspects)
+    assert_queue_empty(redis_client, rig, queue_name)
+
+
+def test_a_trial_of_one_queue_holds_the_slots_of_the_other_queues_too(
+    make_rig: Callable[..., Rig], redis_client: redis.Redis, tracker: Tracker
+) -> None:
+    rig = make_rig(["trial-a", "busy-b"], capacity=4)
+    alone = ids("alone", 2)
+    busy = ids("busy", 40)
+    push_work(redis_client, rig.keys["busy-b"], busy, 0.02)
+    rig.consumer("busy-b")
+    wait_for(lambda: tracker.runs() >= 4)  # queue b keeps every slot busy
+    add_suspects(redis_client, rig.keys["trial-a"], alone, bound=1)
+    rig.consumer("trial-a")
+    wait_for(lambda: all_succeeded(redis_client, rig.keys["trial-a"], alone))
+    wait_for(lambda: all_succeeded(redis_client, rig.keys["busy-b"], busy))
+    rig.wait_settled()
+    for job_id in alone:  # each ran alone on the worker
+        assert tracker.beside.get(job_id, set()) == set(), tracker.beside.get(job_id)
+
+
+def test_the_leftovers_of_an_earlier_life_are_suspects_and_run_again_forgiven(
+    rig: Rig, redis_client: redis.Redis, queue_name: str, tracker: Tracker
+) -> None:
+    """A worker that comes back with the id of one that died takes its own leftovers back
+    at its first take: the jobs that had started are suspects, the others simply ready."""
+    keys = rig.keys[queue_name]
+    earlier_life = SyncQueue(rig.protocol(queue_name), redis_client)
+    ran, taken = ids("ran", 3), ids("taken", 1)
+    redis_client.lpush(
+        rig.processing(queue_name), *(job("inproc.work", job_id) for job_id in [*taken, *ran])
+    )
+    starts = [
+        JobStart(job_id, job("inproc.work", job_id), "inproc.work", 3, None) for job_id in ran
+    ]
+    earlier_life.run(earlier_life.protocol.start(starts, start_token("t-"), None))
+    with capture_logs() as logs:
+        rig.consumer(queue_name)
+        wait_for(lambda: all_succeeded(redis_client, keys, [*ran, *taken]))
+        rig.wait_settled()
+
+    [recovered] = events(logs, "jobs.recovered")
+    assert (recovered["requeued"], recovered["suspects"], recovered["blamed"]) == (1, 3, 0)
+    assert [line["group"] for line in events(logs, "job.trial")] == [2, 1]
+    assert attempts_of(redis_client, keys, ran) == {2}
+    assert {record(redis_client, keys, job_id)["forgiven"] for job_id in ran} == {1}
+    assert attempts_of(redis_client, keys, taken) == {1}
 
 
 def test_consumers_of_two_queues_share_one_cap(
@@ -651,7 +739,7 @@ def test_a_start_counted_for_a_job_recovered_before_the_start_was_sent_again_is_
     move = move_to_another_worker(redis_client, keys, "counted-then-gone")
 
     def counted_then_recovered(real: Callable[[], Any], call: ScriptCall | None) -> Any:
-        assert real() == [1]
+        assert real() == [1, 0]  # attempt 1, nothing forgiven
         move(lambda: None, call)
         raise redis.ConnectionError("Connection reset by peer (injected: the reply was lost)")
 

@@ -39,6 +39,7 @@ from worker.jobs.protocol import (
     SyncQueue,
     pipelined_worker_scripts,
     start_token,
+    started,
 )
 
 T = TypeVar("T")
@@ -201,7 +202,8 @@ class Bench:
         async def run() -> T:
             client = redis.asyncio.Redis.from_url(self.redis_url)
             try:
-                return await step(AsyncQueue(self.protocol, pipelined_worker_scripts(client)))
+                scripts = pipelined_worker_scripts(client)
+                return await step(AsyncQueue(self.protocol, scripts, client))
             finally:
                 await client.aclose()
 
@@ -218,7 +220,8 @@ class Bench:
 
     def start(self, *job_ids: str, token: str = "") -> list[int]:
         starts = [JobStart(job_id, raw_job(job_id), "echo", 3, None) for job_id in job_ids]
-        return self.queue.start(starts, token or start_token("t-"))
+        call = self.protocol.start(starts, token or start_token("t-"), None)
+        return [found.attempt for found in started(self.queue.run(call))]
 
     def field(self, job_id: str, name: str) -> bytes | None:
         return self.client.hget(self.keys.job(job_id), name)
@@ -241,10 +244,15 @@ def drive_start(bench: Bench) -> None:
     token = start_token("t-")
     enqueued = JobStart("b", raw_job("b"), "echo", 3, 1.5)
     starts = [JobStart("a", raw_job("a"), "echo", 3, None), enqueued]
-    assert bench.queue.start(starts, token) == [1, 1]  # counted
-    assert bench.queue.start(starts, token) == [1, 1]  # sent again: its own count read
+
+    def start() -> list[int]:
+        reply = bench.queue.run(bench.protocol.start(starts, token, None))
+        return [found.attempt for found in started(reply)]
+
+    assert start() == [1, 1]  # counted
+    assert start() == [1, 1]  # sent again: its own count read
     bench.client.lrem(bench.keys.processing(WORKER), 1, raw_job("a"))
-    assert bench.queue.start(starts, token) == [0, 1]  # no longer held: taken back
+    assert start() == [0, 1]  # no longer held: taken back
     assert bench.field("a", "attempts") == b"0"
     assert bench.start("never-held") == [0]
 
@@ -303,8 +311,8 @@ def drive_recover(bench: Bench) -> None:
     bench.hold(raw_job("a"), worker_id="w-live")
     bench.hold(raw_job("b"), raw_job("c"), worker_id="w-lost")
     bench.client.set(bench.keys.worker("w-live"), b"{}", px=60_000)
-    assert bench.on_loop(lambda queue: queue.recover("w-live")) == (True, 0)
-    assert bench.on_loop(lambda queue: queue.recover("w-lost")) == (False, 2)
+    assert bench.on_loop(lambda queue: queue.recover("w-live")).alive
+    assert bench.on_loop(lambda queue: queue.recover("w-lost")).requeued == 2
 
 
 def drive_promote(bench: Bench) -> None:

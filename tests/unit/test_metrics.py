@@ -72,6 +72,19 @@ def test_queue_depths_and_reconnects() -> None:
     assert value(metrics, "coroq_redis_reconnects_total") == 2
 
 
+def test_recoveries_by_verdict_suspect_trials_and_the_suspects_depth() -> None:
+    metrics = WorkerMetrics(process_metrics=False)
+    metrics.jobs_recovered("q", requeued=2, suspects=5, blamed=1)
+    metrics.jobs_recovered("q", requeued=0, suspects=3, blamed=0)
+    metrics.suspect_trial("q")
+    metrics.set_queue_depths("q", 0, 0, 0, 0, suspects=7)
+    recovered = {"requeued": 2, "suspect": 8, "blamed": 1}
+    for verdict, expected in recovered.items():
+        assert value(metrics, "coroq_jobs_recovered_total", queue="q", verdict=verdict) == expected
+    assert value(metrics, "coroq_suspect_trials_total", queue="q") == 1
+    assert value(metrics, "coroq_queue_depth", queue="q", state="suspects") == 7
+
+
 def test_each_instance_has_its_own_registry() -> None:
     first, second = WorkerMetrics(), WorkerMetrics()
     first.redis_reconnect()

@@ -11,7 +11,14 @@ import redis.asyncio
 
 from producer.keys import QueueKeys
 from producer.scripts import PipelinedScripts, ScriptCall, merge_calls
-from worker.jobs.protocol import WORKER_SCRIPTS, JobStart, QueueProtocol, SyncQueue, start_token
+from worker.jobs.protocol import (
+    WORKER_SCRIPTS,
+    JobStart,
+    QueueProtocol,
+    SyncQueue,
+    start_token,
+    started,
+)
 
 WORKER = "w-1"
 TTL = 600
@@ -57,7 +64,8 @@ def test_acks_sent_together_are_each_checked_and_answered_on_their_own(
     held = [f"j{i}" for i in range(20)]
     redis_client.lpush(keys.processing(WORKER), *(raw_job(job_id) for job_id in held))
     starts = [JobStart(job_id, raw_job(job_id), "echo", 3, None) for job_id in held]
-    assert SyncQueue(protocol, redis_client).start(starts, start_token("t-")) == [1] * len(held)
+    reply = SyncQueue(protocol, redis_client).run(protocol.start(starts, start_token("t-"), None))
+    assert [found.attempt for found in started(reply)] == [1] * len(held)
 
     async def acknowledge() -> list[object]:
         client = redis.asyncio.Redis.from_url(redis_url)

@@ -33,6 +33,13 @@ def test_queue_keys_are_recognised_and_job_records_are_not(key: str, expected) -
 def test_the_scan_pattern_matches_every_queue_key_and_skips_job_records() -> None:
     pattern = queue_keys_pattern()
     # Redis' glob and fnmatch agree on `*` and `[...]`, the only specials in the pattern.
-    for key in (KEYS.ready, KEYS.delayed, KEYS.dead, KEYS.processing("w"), KEYS.worker("w")):
+    for key in (
+        KEYS.ready,
+        KEYS.delayed,
+        KEYS.dead,
+        KEYS.suspects,
+        KEYS.processing("w"),
+        KEYS.worker("w"),
+    ):
         assert fnmatch.fnmatchcase(key, pattern)
     assert not fnmatch.fnmatchcase(KEYS.job("abc"), pattern)

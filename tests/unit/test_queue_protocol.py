@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -25,9 +25,13 @@ from worker.jobs.protocol import (
     Failure,
     JobStart,
     QueueProtocol,
+    Recovered,
+    Started,
     SyncQueue,
     pipelined_worker_scripts,
+    recovered,
     start_token,
+    started,
 )
 
 WORKER = "w-1"
@@ -69,9 +73,18 @@ def hold(queue: SyncQueue, *raws: bytes) -> None:
     queue.client.lpush(queue.protocol.processing, *raws)
 
 
+def start_batch(
+    queue: SyncQueue, starts: Sequence[JobStart], token: str, group: int | None = None
+) -> list[int]:
+    """Count the starts of a batch as the runner does; the attempt number of each job."""
+    return [
+        found.attempt for found in started(queue.run(queue.protocol.start(starts, token, group)))
+    ]
+
+
 def start(queue: SyncQueue, job_id: str, **options: Any) -> int:
     """Start one job this worker holds, in a call of its own (a fresh token)."""
-    [attempt] = queue.start([job_start(job_id, **options)], start_token("t-"))
+    [attempt] = start_batch(queue, [job_start(job_id, **options)], start_token("t-"))
     return attempt
 
 
@@ -105,7 +118,7 @@ def on_event_loop(
     async def run() -> T:
         client = redis.asyncio.Redis.from_url(redis_url)
         try:
-            return await step(AsyncQueue(protocol, pipelined_worker_scripts(client)))
+            return await step(AsyncQueue(protocol, pipelined_worker_scripts(client), client))
         finally:
             await client.aclose()
 
@@ -129,10 +142,10 @@ def test_start_records_a_batch_in_one_call(queue: SyncQueue, keys: QueueKeys) ->
     start(queue, "j2")  # j2 has run once before
     hold(queue, raw_job("j1"))
     batch = [job_start("j1"), job_start("j2", task="other", max_attempts=5, enqueued_at=1.25)]
-    call = queue.protocol.start(batch, start_token("t-"))
+    call = queue.protocol.start(batch, start_token("t-"), None)
     # One script call names both records, so both starts are counted in one round trip.
     assert call.keys == [keys.processing(WORKER), keys.job("j1"), keys.job("j2")]
-    assert [int(n) for n in queue.run(call)] == [1, 2]
+    assert [int(n) for n in queue.run(call)] == [1, 0, 2, 0]  # (attempt, forgiven) each
     first = record(queue.client, keys, "j1")
     assert (first["attempts"], first["task"], first["max_attempts"]) == ("1", "echo", "3")
     assert "enqueued_at" not in first
@@ -178,10 +191,10 @@ def test_a_start_sent_again_after_a_lost_reply_counts_once(
 ) -> None:
     hold(queue, raw_job("j1"))
     token = start_token("t-")
-    assert queue.start([job_start("j1")], token) == [1]
-    assert queue.start([job_start("j1")], token) == [1]  # the same call, sent again
+    assert start_batch(queue, [job_start("j1")], token) == [1]
+    assert start_batch(queue, [job_start("j1")], token) == [1]  # the same call, sent again
     assert record(queue.client, keys, "j1")["attempts"] == "1"
-    assert queue.start([job_start("j1")], start_token("t-")) == [2]  # a new start counts
+    assert start_batch(queue, [job_start("j1")], start_token("t-")) == [2]  # a new start counts
 
 
 def test_a_job_no_longer_held_is_not_started_and_its_record_is_left_alone(
@@ -191,10 +204,10 @@ def test_a_job_no_longer_held_is_not_started_and_its_record_is_left_alone(
     finished = {"status": "succeeded", "attempts": "1", "worker": "w-2", "start_token": "x"}
     queue.client.hset(keys.job("j1"), mapping=finished)
     hold(queue, raw_job("j2"))
-    assert queue.start([job_start("j1"), job_start("j2")], start_token("t-")) == [0, 1]
+    assert start_batch(queue, [job_start("j1"), job_start("j2")], start_token("t-")) == [0, 1]
     assert record(queue.client, keys, "j1") == finished
     assert not queue.client.exists(keys.job("j3"))
-    assert queue.start([job_start("j3")], start_token("t-")) == [0]
+    assert start_batch(queue, [job_start("j3")], start_token("t-")) == [0]
     assert not queue.client.exists(keys.job("j3"))  # no record made for a job not held
 
 
@@ -206,13 +219,13 @@ def test_a_start_no_longer_held_takes_back_what_an_earlier_sending_counted(
     raw = raw_job("j1")
     hold(queue, raw)
     token = start_token("t-")
-    assert queue.start([job_start("j1")], token) == [1]
+    assert start_batch(queue, [job_start("j1")], token) == [1]
     queue.client.lmove(keys.processing(WORKER), keys.ready, "LEFT", "RIGHT")  # recovered
-    assert queue.start([job_start("j1")], token) == [0]
+    assert start_batch(queue, [job_start("j1")], token) == [0]
     fields = record(queue.client, keys, "j1")
     assert (fields["attempts"], fields["status"]) == ("0", "queued")
     assert "start_token" not in fields
-    assert queue.start([job_start("j1")], token) == [0]  # a third sending takes nothing more
+    assert start_batch(queue, [job_start("j1")], token) == [0]  # a third sending takes nothing more
     assert record(queue.client, keys, "j1")["attempts"] == "0"
     assert queue.take(1).jobs == [raw]  # taken again, it starts its first attempt
     assert start(queue, "j1") == 1
@@ -226,12 +239,12 @@ def test_a_late_start_leaves_the_count_of_a_later_start_alone(
     raw = raw_job("j1")
     hold(queue, raw)
     late_token = start_token("t-")
-    assert queue.start([job_start("j1")], late_token) == [1]
+    assert start_batch(queue, [job_start("j1")], late_token) == [1]
     queue.client.lmove(keys.processing(WORKER), keys.ready, "LEFT", "RIGHT")  # recovered
     assert queue.take(1).jobs == [raw]
     assert start(queue, "j1") == 2
     queue.client.lrem(keys.processing(WORKER), 1, raw)  # and finished
-    assert queue.start([job_start("j1")], late_token) == [0]
+    assert start_batch(queue, [job_start("j1")], late_token) == [0]
     fields = record(queue.client, keys, "j1")
     assert (fields["attempts"], fields["status"]) == ("2", "running")
 
@@ -574,7 +587,7 @@ def test_recover_moves_a_dead_owners_jobs_back_oldest_first(
     hold(lost, c)  # taken in the order a, b, c
     queue.client.lpush(keys.ready, b"waiting")
     found = on_event_loop(redis_url, queue.protocol, lambda q: q.recover("w-lost"))
-    assert found == (False, 3)
+    assert found == Recovered(requeued=3)  # none had started there: no record says so
     assert lost.held() == []
     # The consuming end is the right: a runs first, then b and c, then what waited.
     assert queue.client.lrange(keys.ready, 0, -1) == [b"waiting", c, b, a]
@@ -587,13 +600,138 @@ def test_recover_leaves_a_live_owners_jobs_alone(
     hold(busy, raw_job("a"))
     queue.client.set(keys.worker("w-busy"), b"{}", px=60_000)  # its heartbeat
     found = on_event_loop(redis_url, queue.protocol, lambda q: q.recover("w-busy"))
-    assert found == (True, 0)
+    assert found == Recovered(alive=True)
     assert busy.held() == [raw_job("a")]
     assert not queue.client.exists(keys.ready)
 
 
 def test_recover_of_a_dead_owner_holding_nothing(queue: SyncQueue, redis_url: str) -> None:
-    assert on_event_loop(redis_url, queue.protocol, lambda q: q.recover("w-gone")) == (False, 0)
+    assert on_event_loop(redis_url, queue.protocol, lambda q: q.recover("w-gone")) == Recovered()
+
+
+# --- suspects: recovery's verdicts, trials, the start gate (docs/reliability.md#blame) -----
+
+
+def lose_worker(queue: SyncQueue, worker_id: str, ran: list[str], *, group: int | None = None,
+                taken: tuple[str, ...] = ()) -> SyncQueue:  # fmt: skip
+    """A worker `worker_id` that started the jobs `ran` (in one batch, or a trial of `group`)
+    and took the jobs `taken` without starting them, then died."""
+    lost = other_worker(queue, worker_id)
+    hold(lost, *(raw_job(job_id) for job_id in [*taken, *ran]))
+    if ran:
+        start_batch(lost, [job_start(job_id) for job_id in ran], start_token("t-"), group)
+    return lost
+
+
+def recover_on_loop(redis_url: str, queue: SyncQueue, owner: str) -> Recovered:
+    return on_event_loop(redis_url, queue.protocol, lambda q: q.recover(owner))
+
+
+def suspects(queue: SyncQueue, keys: QueueKeys) -> dict[str, float]:
+    found = queue.client.zrange(keys.suspects, 0, -1, withscores=True)
+    return {orjson.loads(raw)["id"]: score for raw, score in found}
+
+
+def test_jobs_running_on_a_lost_worker_become_suspects_and_their_loss_is_forgiven(
+    queue: SyncQueue, redis_url: str, keys: QueueKeys
+) -> None:
+    lose_worker(queue, "w-lost", [f"r{i}" for i in range(5)], taken=("not-started",))
+    found = recover_on_loop(redis_url, queue, "w-lost")
+    assert found == Recovered(requeued=1, suspects=5, blamed=0)
+    # Lost five together: each may run again in a group of at most three.
+    assert suspects(queue, keys) == {f"r{i}": 3 for i in range(5)}
+    assert queue.client.lrange(keys.ready, 0, -1) == [raw_job("not-started")]
+    for i in range(5):
+        found_record = record(queue.client, keys, f"r{i}")
+        assert (found_record["attempts"], found_record["forgiven"]) == ("1", "1")
+    assert "forgiven" not in record(queue.client, keys, "not-started")
+
+
+def test_a_job_lost_while_it_ran_alone_is_blamed(
+    queue: SyncQueue, redis_url: str, keys: QueueKeys
+) -> None:
+    lose_worker(queue, "w-alone", ["culprit"], group=1)
+    assert recover_on_loop(redis_url, queue, "w-alone") == Recovered(suspects=1, blamed=1)
+    assert suspects(queue, keys) == {"culprit": 1}
+    found = record(queue.client, keys, "culprit")
+    assert (found["attempts"], found.get("forgiven"), found["group"]) == ("1", None, "1")
+
+
+def test_a_trial_group_lost_again_is_halved(
+    queue: SyncQueue, redis_url: str, keys: QueueKeys
+) -> None:
+    lose_worker(queue, "w-trial", ["a", "b", "c", "d"], group=4)
+    assert recover_on_loop(redis_url, queue, "w-trial").suspects == 4
+    assert suspects(queue, keys) == {"a": 2, "b": 2, "c": 2, "d": 2}
+
+
+def test_a_trial_takes_the_suspects_of_the_smallest_bound_and_no_ready_job(
+    queue: SyncQueue, keys: QueueKeys
+) -> None:
+    queue.client.zadd(keys.suspects, {raw_job("big1"): 8, raw_job("small"): 1, raw_job("big2"): 8})
+    queue.client.lpush(keys.ready, raw_job("ready"))
+    ordinary = queue.take(10)
+    assert (ordinary.jobs, ordinary.suspects) == ([], 3)  # suspects first
+    trial = queue.take(10, trial=True)
+    assert (trial.jobs, trial.suspects) == ([raw_job("small")], 2)  # alone: its bound is 1
+    trial = queue.take(10, trial=True)
+    assert (sorted(trial.jobs), trial.suspects) == (sorted([raw_job("big1"), raw_job("big2")]), 0)
+    assert len(queue.held()) == 3
+    assert queue.take(10).jobs == [raw_job("ready")]
+
+
+def test_a_trial_takes_no_more_than_the_slots_it_has(queue: SyncQueue, keys: QueueKeys) -> None:
+    queue.client.zadd(keys.suspects, {raw_job(f"s{i}"): 8 for i in range(5)})
+    assert len(queue.take(2, trial=True).jobs) == 2
+
+
+def test_start_keeps_the_group_of_a_trial_and_clears_it_for_an_ordinary_run(
+    queue: SyncQueue, keys: QueueKeys
+) -> None:
+    hold(queue, raw_job("j"))
+    start_batch(queue, [job_start("j")], start_token("t-"), group=3)
+    assert record(queue.client, keys, "j")["group"] == "3"
+    start_batch(queue, [job_start("j")], start_token("t-"))
+    assert "group" not in record(queue.client, keys, "j")
+
+
+def test_start_refuses_a_job_whose_attempts_are_held_against_it_and_used_up(
+    queue: SyncQueue, keys: QueueKeys
+) -> None:
+    hold(queue, raw_job("poison"), raw_job("forgiven"))
+    queue.client.hset(keys.job("poison"), mapping={"attempts": 4, "forgiven": 1})
+    queue.client.hset(keys.job("forgiven"), mapping={"attempts": 4, "forgiven": 2})
+    reply = queue.run(
+        queue.protocol.start([job_start("poison"), job_start("forgiven")], start_token("t-"), 1)
+    )
+    # poison: 3 of 3 attempts held against it, not started (minus the attempts made);
+    # forgiven: 2 of 3 held, so its fifth start is its third attempt.
+    assert started(reply) == [Started(-4, 1), Started(5, 2)]
+    assert record(queue.client, keys, "poison")["attempts"] == "4"
+    assert record(queue.client, keys, "poison").get("status") is None
+
+
+def test_recover_own_takes_back_an_earlier_life_of_the_same_worker_id(
+    queue: SyncQueue, keys: QueueKeys
+) -> None:
+    hold(queue, raw_job("taken"))
+    hold(queue, raw_job("ran"))
+    start_batch(queue, [job_start("ran")], start_token("t-"))
+    queue.client.set(keys.worker(WORKER), b"{}", px=60_000)  # alive again, in a new life
+    assert queue.recover_own() == Recovered(requeued=1, suspects=1)
+    assert queue.held() == []
+    assert suspects(queue, keys) == {"ran": 1}
+
+
+def test_recover_reads_again_when_the_list_changed_and_never_moves_a_job_twice(
+    queue: SyncQueue, keys: QueueKeys
+) -> None:
+    lost = lose_worker(queue, "w-x", ["a"])
+    stale = queue.run(queue.protocol.recover("w-x", []))  # read nothing: the list has one job
+    assert recovered(stale) == Recovered(changed=True)
+    call = queue.protocol.recover("w-x", lost.held())
+    assert recovered(queue.run(call)) == Recovered(suspects=1)
+    assert recovered(queue.run(queue.protocol.recover("w-x", []))) == Recovered()
 
 
 def test_promote_moves_due_jobs_and_returns_the_next_due_time(

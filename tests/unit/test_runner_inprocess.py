@@ -43,6 +43,7 @@ from worker.jobs.protocol import (
     QueueProtocol,
     pipelined_worker_scripts,
     start_token,
+    started,
 )
 from worker.jobs.runner import JobRunner
 from worker.jobs.running import RunningJob
@@ -62,7 +63,7 @@ class FlakyAsyncQueue(AsyncQueue):
     "drop" (before it reaches Redis) or "lose" (it ran, its reply was lost), one per call."""
 
     def __init__(self, protocol: QueueProtocol, client: redis.asyncio.Redis) -> None:
-        super().__init__(protocol, pipelined_worker_scripts(client))
+        super().__init__(protocol, pipelined_worker_scripts(client), client)
         self.faults: dict[str, list[str]] = {}
         self.calls: list[str] = []
 
@@ -101,10 +102,13 @@ class Harness:
         if earlier_attempts:
             self.sync.hset(self.keys.job(decoded.id), "attempts", earlier_attempts)
         start = JobStart(decoded.id, raw, decoded.task, decoded.max_attempts, None)
-        [attempt] = await self.queue.run(self.queue.protocol.start([start], start_token("t-")))
+        call = self.queue.protocol.start([start], start_token("t-"), None)
+        [found] = started(await self.queue.run(call))
         lease = self.slots.lease(0)
         assert lease is not None
-        return RunningJob(decoded, lease, int(attempt))
+        running = RunningJob(decoded, lease, abs(found.attempt), found.forgiven)
+        running.used_up = found.attempt < 0
+        return running
 
     def outcomes(self, outcome: str, task: str) -> float:
         value = self.metrics.registry.get_sample_value(
@@ -348,13 +352,13 @@ def test_a_sync_task_runs_in_the_executor_and_sees_its_job(
     assert (result["id"], result["attempt"]) == ("sync-1", 1)
 
 
-def test_a_job_started_more_often_than_max_attempts_is_dead_as_worker_lost_without_running(
+def test_a_job_whose_attempts_were_all_lost_alone_is_dead_as_worker_lost_without_a_start(
     harness_on: Callable[[], Any], redis_client: redis.Redis, keys: QueueKeys, tracker: Tracker
 ) -> None:
     async def scenario() -> None:
         async with harness_on() as harness:
             running = await harness.take(job("inproc.work", "poison"), earlier_attempts=3)
-            assert running.attempt == 4
+            assert (running.attempt, running.used_up) == (3, True)  # no fourth start
             with capture_logs() as logs:
                 await harness.runner.run(running)
             assert names(logs) == ["job.dead"]
@@ -362,8 +366,29 @@ def test_a_job_started_more_often_than_max_attempts_is_dead_as_worker_lost_witho
     run(scenario)
     assert tracker.runs() == 0
     [entry] = dead_entries(redis_client, keys)
-    assert (entry["reason"], entry["attempts"]) == ("worker_lost", 4)
-    assert record(redis_client, keys, "poison")["status"] == "dead"
+    assert (entry["reason"], entry["attempts"]) == ("worker_lost", 3)
+    assert "all 3 of its attempts are used (3 started)" in entry["error"]
+    found = record(redis_client, keys, "poison")
+    assert (found["status"], found["attempts"]) == ("dead", 3)
+
+
+def test_forgiven_attempts_are_not_held_against_a_job(
+    harness_on: Callable[[], Any], redis_client: redis.Redis, keys: QueueKeys, tracker: Tracker
+) -> None:
+    """Two starts lost beside other jobs and forgiven: the third start is the job's first
+    attempt as max_attempts counts, and its failure is retried, not dead-lettered."""
+
+    async def scenario() -> None:
+        async with harness_on() as harness:
+            raw = job("inproc.fail", "forgiven")
+            redis_client.hset(keys.job("forgiven"), "forgiven", 2)
+            running = await harness.take(raw, earlier_attempts=2)
+            assert (running.attempt, running.forgiven, running.held_attempt) == (3, 2, 1)
+            await harness.runner.run(running)
+
+    run(scenario)
+    found = record(redis_client, keys, "forgiven")
+    assert (found["status"], found["attempts"]) == ("retrying", 3)
 
 
 # -- cancellation (shutdown) -------------------------------------------------------------------

@@ -12,6 +12,10 @@ list while the worker has no room for it. A job's path here, top to bottom:
    runner counts their starts in one round trip (`start.lua`, which also tells a job no longer
    held) and runs each (`worker.jobs.runner`). The thread goes back to taking meanwhile. The
    registry of running jobs releases each lease when the job's life here ends.
+
+When a take says suspects wait (jobs that were running on a worker that died), the thread
+runs them first, a group at a time, with every slot of the worker held so that nothing runs
+beside them (`_run_trial`, docs/reliability.md#blame).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
 from worker.errors import MalformedJob
 from worker.jobs.decode import ReceivedJob, RejectedJob, dead_entry
-from worker.jobs.protocol import Failure, SyncQueue, held_job_id, start_token
+from worker.jobs.protocol import Failure, SyncQueue, held_job_id, log_recovered, start_token
 from worker.jobs.running import JobDone, RunningJob, RunningJobs
 from worker.jobs.slots import Lease, Slots
 from worker.metrics import WorkerMetrics
@@ -80,7 +84,7 @@ class JobPath:
     running: RunningJobs
     loop: Loop
     # Counts the starts of a batch and runs its jobs (`JobRunner.start`).
-    start_jobs: Callable[[list[RunningJob], str, JobDone], Coroutine[Any, Any, None]]
+    start_jobs: Callable[[list[RunningJob], str, JobDone, int | None], Coroutine[Any, Any, None]]
     decode: Callable[[bytes, QueueKeys], ReceivedJob | RejectedJob]
     heartbeat: Liveness
     metrics: WorkerMetrics
@@ -105,6 +109,11 @@ class ConsumerThread(threading.Thread):
         # outcome could not be recorded, a previous life of this worker id) go back.
         self._reconcile = threading.Event()
         self._reconcile.set()
+        # At the first take, whatever our processing list holds is from an earlier life of
+        # this worker id, which died: taken back as a lost worker's jobs are.
+        self._first_take = True
+        # Suspects wait in the queue (the last take said so): run them first, alone.
+        self._suspects = False
         # The last blocking pop timed out: the queue was idle, so the next take only
         # promotes due delayed jobs (the pop that follows takes a job, if one came).
         self._idle = False
@@ -121,13 +130,17 @@ class ConsumerThread(threading.Thread):
 
     def _serve(self) -> None:
         while (first := self._lease_first_slot()) is not None:
+            if self._suspects:
+                first.release()
+                self._run_trial()
+                continue
             # More free slots mean a batch: one round trip takes up to that many jobs.
             leases = [first, *self._path.slots.spare(TAKE_BATCH - 1)]
             popped, raws = self._take_or_wait(leases)
             if raws is None:  # Redis failed; waited a backoff delay
                 continue
             if not raws:
-                if self._burst and not self._path.stop.is_set():
+                if self._burst and not self._path.stop.is_set() and not self._suspects:
                     return  # the queue is empty
                 continue
             if self._path.stop.is_set():  # taken by a pop that was under way at the signal
@@ -143,24 +156,27 @@ class ConsumerThread(threading.Thread):
                 # in its next round trip.
                 time.sleep(0)
 
-    def wake(self, redis_url: str) -> None:
-        """Cut short a blocking pop under way, so a shutdown need not wait for its timeout.
+    def wake(self, redis_url: str, until_stopped: bool = True) -> None:
+        """Cut short a blocking pop under way: for a shutdown, so that it need not wait for
+        the pop's timeout; or to have an idle consumer look at its queue again now.
 
         CLIENT UNBLOCK (from another connection) ends the pop as if it had timed out: no job
         is taken. A pop sent just after the stop was requested may not be blocked yet when
-        the first one arrives, so it is sent again until the thread ends, for a short while.
-        Where the command is not allowed, the pop ends by its own timeout.
+        the first one arrives, so `until_stopped` sends it again until the thread ends, for a
+        short while. Where the command is not allowed, the pop ends by its own timeout.
         """
-        from producer.connection import sync_client  # noqa: PLC0415 - only at shutdown
+        from producer.connection import sync_client  # noqa: PLC0415 - seldom used
 
         if self._client_id is None:
             return
         client = sync_client(redis_url, retries=0, socket_timeout=2)
         try:
             deadline = time.monotonic() + WAKE_FOR
-            while self.is_alive() and time.monotonic() < deadline:
+            while self.is_alive():
                 client_id = self._client_id
                 if client_id is None or client.client_unblock(client_id):
+                    return
+                if not until_stopped or time.monotonic() > deadline:
                     return
                 self.join(WAKE_AGAIN_AFTER)
         except RedisError as exc:
@@ -196,21 +212,26 @@ class ConsumerThread(threading.Thread):
         except RedisError as exc:
             self._path.slots.release_unused(leases)
             leases.clear()
-            if not self._outages.failed(exc, where="consumer"):  # e.g. WRONGTYPE at the key
-                log.error("consumer.redis_error", queue=self.keys.queue, error=str(exc))
-            self._reconcile.set()  # a take whose reply was lost may have moved jobs
-            self._client_id = None  # the next connection has another
-            self._path.stop.wait(self._delay.next_delay())
+            self._take_failed(exc)
             return False, None
         self._delay.reset()
         return taken
 
+    def _take_failed(self, exc: RedisError) -> None:
+        if not self._outages.failed(exc, where="consumer"):  # e.g. WRONGTYPE at the key
+            log.error("consumer.redis_error", queue=self.keys.queue, error=str(exc))
+        self._reconcile.set()  # a take whose reply was lost may have moved jobs
+        self._client_id = None  # the next connection has another
+        self._path.stop.wait(self._delay.next_delay())
+
     def _take(self, leases: list[Lease]) -> tuple[bool, list[bytes]]:
-        if self._reconcile.is_set():
-            self._reconcile.clear()
-            self._return_unknown_jobs()
+        self._reconcile_if_needed()
         taken = self._queue.take(0 if self._idle else len(leases))
         self._outages.succeeded()  # now, not after a blocking pop of many seconds
+        self._suspects = taken.suspects > 0
+        if self._suspects:  # the take moved nothing: the suspects run first
+            self._keep_leases(leases, 0)
+            return False, []
         self._keep_leases(leases, len(taken.jobs) or 1)  # a pop takes one job at most
         if taken.jobs:
             return False, taken.jobs
@@ -236,6 +257,59 @@ class ConsumerThread(threading.Thread):
         self._keep_leases(leases, 0 if raw is None else 1)
         return True, [] if raw is None else [raw]
 
+    def _reconcile_if_needed(self) -> None:
+        if not self._reconcile.is_set():
+            return
+        self._reconcile.clear()
+        if self._first_take:
+            found = self._queue.recover_own()
+            self._first_take = False
+            if found.requeued or found.suspects:
+                worker_id = self._queue.protocol.worker_id
+                log_recovered(self.keys.queue, worker_id, found)
+                self._path.metrics.jobs_recovered(
+                    self.keys.queue, found.requeued, found.suspects, found.blamed
+                )
+        else:
+            self._return_unknown_jobs()
+
+    # -- suspects: a trial ------------------------------------------------------------------
+
+    def _run_trial(self) -> None:
+        """Take a group of suspects and run it with nothing else on this worker: every slot
+        is held until the group has ended, so a crash now can only be theirs, and a crash of
+        a group of one is that job's alone (docs/reliability.md#blame)."""
+        leases = self._path.slots.lease_all(self._path.stop)
+        if leases is None:
+            return
+        if not self._path.heartbeat.fresh():  # gathering took a while: look again first
+            self._path.slots.release_unused(leases)
+            return
+        used = 0
+        try:
+            try:
+                self._reconcile_if_needed()
+                taken = self._queue.take(len(leases), trial=True)
+            except RedisError as exc:
+                self._take_failed(exc)
+                return
+            self._delay.reset()
+            self._suspects = taken.suspects > 0
+            used = len(taken.jobs)
+            if not used:
+                return
+            log.warning(
+                "job.trial", queue=self.keys.queue, group=used, suspects_left=taken.suspects
+            )
+            self._path.metrics.suspect_trial(self.keys.queue)
+            self._start_batch(taken.jobs, leases[:used], group=used)
+            # The slots not used stay ours until the group has ended.
+            while not self._path.running.wait_empty(SLOT_WAIT):
+                if self._path.stop.is_set():
+                    break
+        finally:
+            self._path.slots.release_unused(leases[used:])
+
     def _keep_leases(self, leases: list[Lease], count: int) -> None:
         """Release all but the first `count` leases (before a pop that may wait for seconds,
         so that the worker's other queues can use the slots meanwhile)."""
@@ -245,8 +319,11 @@ class ConsumerThread(threading.Thread):
 
     # -- 2. prepare, 3. launch ---------------------------------------------------------------
 
-    def _start_batch(self, raws: list[bytes], leases: list[Lease]) -> None:
-        """Decode the jobs taken together and hand those to run to the loop."""
+    def _start_batch(
+        self, raws: list[bytes], leases: list[Lease], group: int | None = None
+    ) -> None:
+        """Decode the jobs taken together and hand those to run to the loop. `group`: how
+        many jobs at most run on the worker beside them, when that is known (a trial)."""
         batch: list[RunningJob] = []
         for raw, lease in zip(raws, leases, strict=True):
             job = self._prepare_safely(raw)
@@ -255,7 +332,9 @@ class ConsumerThread(threading.Thread):
             else:
                 batch.append(self._path.running.add(job, lease))
         if batch:
-            self._launch(batch)
+            if group is None and self._path.slots.capacity == 1:
+                group = 1  # this worker runs one job at a time
+            self._launch(batch, group)
 
     def _prepare_safely(self, raw: bytes) -> ReceivedJob | None:
         """The job to run; None when it was dead-lettered (or kept back)."""
@@ -281,10 +360,11 @@ class ConsumerThread(threading.Thread):
             return decoded.adopted()
         return decoded
 
-    def _launch(self, batch: list[RunningJob]) -> None:
+    def _launch(self, batch: list[RunningJob], group: int | None) -> None:
         # One token per batch: a start sent again after a lost reply counts nothing twice.
         token = start_token(self._token_prefix)
-        future = self._path.loop.submit(self._path.start_jobs(batch, token, self._job_done))
+        start = self._path.start_jobs(batch, token, self._job_done, group)
+        future = self._path.loop.submit(start)
         future.add_done_callback(lambda done: self._batch_started(batch, done))
 
     def _batch_started(self, batch: list[RunningJob], future: Future[None]) -> None:

@@ -21,7 +21,7 @@ import structlog
 from producer.scripts import ScriptCall
 from worker.errors import JobError
 from worker.jobs.decode import dead_entry
-from worker.jobs.protocol import AsyncQueue, Failure, JobStart
+from worker.jobs.protocol import AsyncQueue, Failure, JobStart, Started, started
 from worker.jobs.running import RunningJob
 from worker.redis_health import AsyncOutages
 
@@ -34,17 +34,15 @@ class OutcomeStore:
         self._outages = outages
         self._background: set[asyncio.Future[None]] = set()
 
-    async def start(self, batch: list[RunningJob], token: str) -> list[int]:
-        """Count the start of jobs taken together from one queue (one script call); the
-        attempt number of each, 0 for a job this worker no longer holds. Sent again after a
-        lost reply with the same `token`, it counts nothing twice."""
+    async def start(self, batch: list[RunningJob], token: str, group: int | None) -> list[Started]:
+        """Count the start of jobs taken together from one queue (one script call). Sent
+        again after a lost reply with the same `token`, it counts nothing twice."""
         queue = self._queues[batch[0].job.queue]
         starts = [
             JobStart(job.id, job.raw, job.task, job.max_attempts, job.envelope.enqueued_at)
             for job in (entry.job for entry in batch)
         ]
-        attempts = await self._run(queue, queue.protocol.start(starts, token))
-        return [int(n) for n in attempts]
+        return started(await self._run(queue, queue.protocol.start(starts, token, group)))
 
     async def reject(self, running: RunningJob, failure: Failure) -> bool:
         """Dead-letter a job that could not be started (a bug, not the job's fault), its

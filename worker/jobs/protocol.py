@@ -19,10 +19,13 @@ from typing import Any, cast
 import orjson
 import redis
 import redis.asyncio
+import structlog
 
 from producer.envelope import MAX_ID_LENGTH
 from producer.keys import QueueKeys
 from producer.scripts import PipelinedScripts, ScriptCall, ScriptLibrary, SyncScripts
+
+log = structlog.get_logger()
 
 WORKER_SCRIPTS = ScriptLibrary(
     "worker.jobs",
@@ -41,6 +44,9 @@ WORKER_SCRIPTS = ScriptLibrary(
 
 # Most due delayed jobs promoted to the ready list in one round trip.
 PROMOTE_BATCH = 500
+# Times a recovery reads a lost worker's list again when it changed under it (only a worker
+# coming back with the same id changes it; then it is alive, and nothing is to be done).
+RECOVER_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +71,36 @@ class Failure:
 
 @dataclass(frozen=True, slots=True)
 class Taken:
-    """What a take found: the jobs moved into the processing list, oldest first, and when the
-    next delayed job falls due (epoch ms; -1 when none waits)."""
+    """What a take found: the jobs moved into the processing list, oldest first, when the
+    next delayed job falls due (epoch ms; -1 when none waits), and how many suspects wait
+    (an ordinary take moves no job while any does)."""
 
     jobs: list[bytes]
     next_due_ms: int
+    suspects: int
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What counting a job's start found: the attempt that starts now (0: no longer held by
+    this worker; negative: not started, minus the attempts made, all it may make used up),
+    and how many of its lost attempts were forgiven."""
+
+    attempt: int
+    forgiven: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What recovering a worker's jobs did: `alive` when it was not gone (nothing done),
+    `changed` when its list changed since it was read; else how many jobs went back to the
+    ready list (never started there), to the suspects, and of those how many were blamed."""
+
+    alive: bool = False
+    changed: bool = False
+    requeued: int = 0
+    suspects: int = 0
+    blamed: int = 0
 
 
 def held_job_id(raw: bytes) -> str:
@@ -96,17 +127,24 @@ class QueueProtocol:
         self.processing = keys.processing(worker_id)
         self._ttl = result_ttl
 
-    def take(self, most: int, now_ms: int) -> ScriptCall:
-        """Promote due delayed jobs, then move up to `most` jobs into the processing list."""
+    def take(self, most: int, now_ms: int, *, trial: bool = False) -> ScriptCall:
+        """Promote due delayed jobs, then move up to `most` jobs into the processing list:
+        ready jobs, or with `trial` a group of suspects."""
         keys = self.keys
         return ScriptCall(
-            "take", [keys.ready, self.processing, keys.delayed], [now_ms, most, PROMOTE_BATCH]
+            "take",
+            [keys.ready, self.processing, keys.delayed, keys.suspects],
+            [now_ms, most, PROMOTE_BATCH, "trial" if trial else ""],
         )
 
-    def start(self, starts: Sequence[JobStart], token: str) -> ScriptCall:
-        """Count a new attempt of each job still held; returns the attempt numbers (0: a job
-        no longer held). Sent again with the same token, it counts nothing twice."""
-        args: list[str | bytes | int | float] = [self.worker_id, self._ttl, self.keys.queue, token]
+    def start(self, starts: Sequence[JobStart], token: str, group: int | None) -> ScriptCall:
+        """Count a new attempt of each job still held (`Started` pairs). `group`: how many
+        jobs at most run on the worker meanwhile (a trial of suspects, or a worker that runs
+        one job at a time), None for an ordinary batch. Sent again with the same token, it
+        counts nothing twice."""
+        args: list[str | bytes | int | float] = [
+            self.worker_id, self._ttl, self.keys.queue, token, "" if group is None else group,
+        ]  # fmt: skip
         for start in starts:
             enqueued = "" if start.enqueued_at is None else repr(float(start.enqueued_at))
             args.extend((start.raw, start.task, start.max_attempts, enqueued))
@@ -157,10 +195,17 @@ class QueueProtocol:
              self._ttl, "" if attempt is None else str(attempt)],
         )  # fmt: skip
 
-    def recover(self, owner: str) -> ScriptCall:
-        """Move a lost worker's jobs back to the ready list, if its heartbeat has expired."""
+    def recover(self, owner: str, held: Sequence[bytes], *, own: bool = False) -> ScriptCall:
+        """Empty the processing list of a worker that is gone (its heartbeat expired; `own`:
+        this worker's leftovers from an earlier life), `held` being that list as read: jobs
+        it never started back to the ready list, the others to the suspects."""
         keys = self.keys
-        return ScriptCall("recover", [keys.processing(owner), keys.worker(owner), keys.ready], [])
+        records = [keys.job(held_job_id(raw)) for raw in held]
+        return ScriptCall(
+            "recover",
+            [keys.processing(owner), keys.worker(owner), keys.ready, keys.suspects, *records],
+            [owner, len(held), "own" if own else ""],
+        )
 
     def promote(self, now_ms: int) -> ScriptCall:
         return ScriptCall("promote", [self.keys.delayed, self.keys.ready], [now_ms, PROMOTE_BATCH])
@@ -177,9 +222,10 @@ class SyncQueue:
     def run(self, call: ScriptCall) -> Any:
         return self._scripts.run(call)
 
-    def take(self, most: int) -> Taken:
-        next_due, *jobs = cast("list[Any]", self.run(self.protocol.take(most, _now_ms())))
-        return Taken(jobs, int(next_due))
+    def take(self, most: int, *, trial: bool = False) -> Taken:
+        call = self.protocol.take(most, _now_ms(), trial=trial)
+        next_due, suspects, *jobs = cast("list[Any]", self.run(call))
+        return Taken(jobs, int(next_due), int(suspects))
 
     def pop(self, block: float) -> bytes | None:
         """Wait up to `block` seconds for a job, and move it into the processing list."""
@@ -192,19 +238,30 @@ class SyncQueue:
         )
         return cast("bytes | None", raw)
 
-    def start(self, starts: Sequence[JobStart], token: str) -> list[int]:
-        return [int(n) for n in self.run(self.protocol.start(starts, token))]
-
     def held(self) -> list[bytes]:
         return cast("list[bytes]", self.client.lrange(self.protocol.processing, 0, -1))
+
+    def recover_own(self) -> Recovered:
+        """Take back this worker's leftovers from an earlier life (same worker id)."""
+        protocol = self.protocol
+        found = Recovered(changed=True)
+        for _ in range(RECOVER_TRIES):
+            held = self.held()
+            found = recovered(self.run(protocol.recover(protocol.worker_id, held, own=True)))
+            if not found.changed:
+                break
+        return found
 
 
 class AsyncQueue:
     """The event loop's face of the protocol: many coroutines' calls share round trips."""
 
-    def __init__(self, protocol: QueueProtocol, scripts: PipelinedScripts) -> None:
+    def __init__(
+        self, protocol: QueueProtocol, scripts: PipelinedScripts, client: redis.asyncio.Redis
+    ) -> None:
         self.protocol = protocol
         self._scripts = scripts
+        self._client = client
 
     async def run(self, call: ScriptCall) -> Any:
         return await self._scripts.run(call)
@@ -212,10 +269,46 @@ class AsyncQueue:
     async def promote(self) -> int:
         return int(await self.run(self.protocol.promote(_now_ms())))
 
-    async def recover(self, owner: str) -> tuple[bool, int]:
-        """(owner alive, jobs moved back)."""
-        alive, moved = await self.run(self.protocol.recover(owner))
-        return bool(alive), int(moved)
+    async def recover(self, owner: str) -> Recovered:
+        """Take back the jobs of `owner` if it is gone. The first call declares no record:
+        it finds the owner alive, or holding nothing, in one step; only a lost worker's
+        list is read, and its jobs' records named, for the call that moves them."""
+        found = recovered(await self.run(self.protocol.recover(owner, [])))
+        for _ in range(RECOVER_TRIES):
+            if not found.changed:
+                break
+            key = self.protocol.keys.processing(owner)
+            held = cast("list[bytes]", await self._client.lrange(key, 0, -1))
+            found = recovered(await self.run(self.protocol.recover(owner, held)))
+        return found
+
+
+def started(reply: Sequence[Any]) -> list[Started]:
+    """The `Started` of each job of a start call's reply (two numbers per job)."""
+    numbers = [int(n) for n in reply]
+    return [Started(numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2)]
+
+
+def recovered(reply: Sequence[Any]) -> Recovered:
+    alive, requeued, suspects, blamed = (int(n) for n in reply)
+    if alive:
+        return Recovered(alive=True)
+    if requeued < 0:
+        return Recovered(changed=True)
+    return Recovered(requeued=requeued, suspects=suspects, blamed=blamed)
+
+
+def log_recovered(queue: str, owner: str, found: Recovered) -> None:
+    """One line per lost worker's list taken back (worker id `owner`)."""
+    log.warning(
+        "jobs.recovered",
+        owner=owner,
+        queue=queue,
+        count=found.requeued + found.suspects,
+        requeued=found.requeued,
+        suspects=found.suspects,
+        blamed=found.blamed,
+    )
 
 
 def pipelined_worker_scripts(client: redis.asyncio.Redis) -> PipelinedScripts:

@@ -55,29 +55,34 @@ class JobRunner:
         self._task_limits: dict[str, asyncio.Semaphore] = {}
         self.finished_total = 0  # jobs that succeeded or died here (read by the heartbeat)
 
-    async def start(self, batch: list[RunningJob], token: str, done: JobDone) -> None:
+    async def start(
+        self, batch: list[RunningJob], token: str, done: JobDone, group: int | None = None
+    ) -> None:
         """Count the start of jobs taken together, then run each as its own task, which calls
         `done` when it ends. A job no longer held (recovered elsewhere while the reply of its
         take was on its way) is not run; nor is one whose start could not be counted. Both
-        stay with `attempt` 0: ending their life here is the caller's, once this returns."""
+        stay with `attempt` 0: ending their life here is the caller's, once this returns.
+        A job whose attempts are used up is not run either: its task dead-letters it.
+        `group`: how many jobs at most run on the worker meanwhile, when that is known."""
         this_task = asyncio.current_task()
         for entry in batch:
             entry.task = this_task  # so that a shutdown can cancel them meanwhile
         try:
             # Outages are waited out; a shutdown may cancel the wait (the jobs stay in the
             # processing list, for this worker's next life or a recovery).
-            attempts = await self._store.start(batch, token)
+            starts = await self._store.start(batch, token, group)
         except Exception as exc:  # a bug or a reply no waiting cures: not the jobs' fault
             log.exception("job.start_failed", queue=batch[0].job.queue, jobs=len(batch))
             await self._reject_all(batch, exc)
             return
         loop = asyncio.get_running_loop()
-        for entry, attempt in zip(batch, attempts, strict=True):
-            if attempt == 0:
+        for entry, found in zip(batch, starts, strict=True):
+            if found.attempt == 0:
                 job = entry.job
                 log.warning("job.not_held", job_id=job.id, task=job.task, queue=job.queue)
                 continue
-            entry.attempt = attempt
+            entry.attempt, entry.forgiven = abs(found.attempt), found.forgiven
+            entry.used_up = found.attempt < 0
             task = loop.create_task(self.run(entry))
             task.add_done_callback(functools.partial(done, entry))
 
@@ -105,12 +110,13 @@ class JobRunner:
 
     async def _run_attempt(self, running: RunningJob) -> None:
         self._http.install()
-        job, attempt = running.job, running.attempt
-        if attempt > job.max_attempts:
-            # Only lost attempts push the count past the limit: a failure that was recorded
-            # ends in the dead list at max_attempts. So this job (poison?) took its worker
-            # down with it every time; do not let it do so again.
-            await self._give_up(running, WorkerLost(attempt), None)
+        job = running.job
+        if running.used_up:
+            # Only losses it was blamed for bring a job here (a recorded failure ends in the
+            # dead list at max_attempts): it took its worker down while running alone, every
+            # time its attempts allowed. Do not let it do so again.
+            error = WorkerLost(running.attempt, running.forgiven, job.max_attempts)
+            await self._give_up(running, error, None)
             return
         log.info("job.started", max_attempts=job.max_attempts)
         started = time.perf_counter()
@@ -196,7 +202,7 @@ class JobRunner:
             exc_info=error.__cause__ if isinstance(error, HandlerFailed) else None,
         )
         backoff = job.spec.backoff or self._backoff
-        decision = decide(error, running.attempt, job.max_attempts, backoff)
+        decision = decide(error, running.held_attempt, job.max_attempts, backoff)
         if isinstance(decision, GiveUp):
             await self._give_up(running, error, duration_ms)
             return

@@ -27,8 +27,15 @@ class RunningJob:
     job: ReceivedJob
     lease: Lease
     attempt: int = 0  # counted in Redis by the runner before the handler is called
+    forgiven: int = 0  # earlier attempts lost beside other jobs: not held against it
+    used_up: bool = False  # not started: its attempts are used up (lost while alone)
     # The task that runs the job: the one that counts its start, then the job's own.
     task: asyncio.Task[Any] | None = None
+
+    @property
+    def held_attempt(self) -> int:
+        """The attempt number as `max_attempts` counts it: lost attempts forgiven."""
+        return self.attempt - self.forgiven
 
 
 # Called on the loop once a job's task is done, its cleanup included.

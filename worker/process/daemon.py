@@ -105,7 +105,8 @@ class Worker:
         outages = AsyncOutages(self._redis, self.health)
         scripts = pipelined_worker_scripts(self._redis)
         queues = {
-            queue: AsyncQueue(self._protocol(queue), scripts) for queue in self.settings.queues
+            queue: AsyncQueue(self._protocol(queue), scripts, self._redis)
+            for queue in self.settings.queues
         }
         store = OutcomeStore(queues, outages)
         backoff = Backoff(
@@ -197,7 +198,13 @@ class Worker:
     ) -> None:
         """Start the periodic loops on the event loop; they run until `close`."""
         await warn_if_redis_may_evict(client, outages)
-        self.reaper = Reaper(client, queues, interval=float(self.settings.reaper_interval))
+        self.reaper = Reaper(
+            client,
+            queues,
+            interval=float(self.settings.reaper_interval),
+            metrics=self.metrics,
+            on_suspects=self._suspects_found,
+        )
         for name, step in (("reaper", self.reaper.step), ("reaper.scan", self.reaper.scan_step)):
             self._housekeeping.append(asyncio.create_task(run_periodically(name, step, outages)))
         interval = self.notifier.watchdog_interval()
@@ -205,6 +212,15 @@ class Worker:
             # Pinged from the loop itself: a wedged loop stops the pings, and systemd
             # restarts the service.
             self._housekeeping.append(asyncio.create_task(self._ping_watchdog(interval)))
+
+    def _suspects_found(self, queue: str) -> None:
+        """Suspects now wait in `queue`: cut short the blocking pop of its idle consumer, so
+        that it runs them now rather than at the pop's timeout (in a thread: it blocks)."""
+        for consumer in self._consumers:
+            if consumer.keys.queue == queue:
+                self.loop_thread.loop.run_in_executor(
+                    None, consumer.wake, self.settings.redis_url, False
+                )
 
     async def _ping_watchdog(self, interval: float) -> None:
         while True:

@@ -17,7 +17,8 @@ import redis.asyncio
 import structlog
 
 from producer.keys import workers_key
-from worker.jobs.protocol import AsyncQueue
+from worker.jobs.protocol import AsyncQueue, log_recovered
+from worker.metrics import WorkerMetrics
 from worker.redis_health import AsyncOutages
 
 log = structlog.get_logger()
@@ -65,14 +66,23 @@ async def warn_if_redis_may_evict(client: redis.asyncio.Redis, outages: AsyncOut
 
 
 class Reaper:
-    """Moves the jobs of workers whose heartbeat expired back to the ready list."""
+    """Takes back the jobs of workers whose heartbeat expired: those they had not started go
+    back to the ready list, those they ran to the suspects (docs/reliability.md#blame)."""
 
     def __init__(
-        self, client: redis.asyncio.Redis, queues: list[AsyncQueue], *, interval: float
+        self,
+        client: redis.asyncio.Redis,
+        queues: list[AsyncQueue],
+        *,
+        interval: float,
+        metrics: WorkerMetrics,
+        on_suspects: Callable[[str], None],
     ) -> None:
         self._redis = client
         self._queues = queues
         self._interval = interval
+        self._metrics = metrics
+        self._on_suspects = on_suspects  # wakes this worker's consumer of that queue
         self._prefix = queues[0].protocol.keys.prefix
         self._worker_id = queues[0].protocol.worker_id
 
@@ -100,14 +110,17 @@ class Reaper:
     async def _recover(self, owner: str) -> None:
         keep = False
         for queue in self._queues:
-            alive, moved = await queue.recover(owner)
+            found = await queue.recover(owner)
+            moved = found.requeued + found.suspects
             if moved:
-                log.warning(
-                    "jobs.recovered", owner=owner, queue=queue.protocol.keys.queue, count=moved
-                )
+                name = queue.protocol.keys.queue
+                log_recovered(name, owner, found)
+                self._metrics.jobs_recovered(name, found.requeued, found.suspects, found.blamed)
+                if found.suspects:
+                    self._on_suspects(name)
             # Alive, or just emptied (look again next time): forget it only once it is seen
             # dead and holding nothing, in one read.
-            keep = keep or bool(alive or moved)
+            keep = keep or found.alive or found.changed or bool(moved)
         if not keep:
             # Gone, and nothing left to recover in the queues we serve. If it still lives
             # elsewhere, its next beat adds it back.

@@ -1,5 +1,8 @@
--- Count the start of jobs a worker holds and is about to run: every start counts as an
--- attempt, recovered ones included, so a job that kills its worker every time ends dead.
+-- Count the start of jobs a worker holds and is about to run. Every start counts as an
+-- attempt; a start lost with its worker is later forgiven unless the job ran alone
+-- (recover.lua), so `attempts - forgiven` is the attempts held against the job. A job whose
+-- held attempts are all used is not started: only lost attempts it was blamed for can bring
+-- it here, and it goes to the dead list as `worker_lost` with its record as it is.
 -- One call starts a whole batch taken together. This is the only place a start is counted.
 -- A job no longer in the worker's processing list (it was recovered and taken elsewhere
 -- while the reply of a take or pop was on its way) is not started; if an earlier sending of
@@ -11,22 +14,32 @@
 -- ARGV[3]  queue name
 -- ARGV[4]  a token unique to this call (`start_token`): sent again after a lost reply, the
 --          call counts nothing twice
--- then for job i, four arguments from ARGV[5 + 4 * (i - 1)]:
+-- ARGV[5]  how many jobs may run beside each other on the worker while these run: the size
+--          of a trial group of suspects, 1 for a worker that runs one job at a time, '' for
+--          an ordinary batch (kept as the record's `group`, read by recover.lua)
+-- then for job i, four arguments from ARGV[6 + 4 * (i - 1)]:
 --          its raw bytes as held, task name, max_attempts in force for it, enqueued_at as the
 --          producer stamped it ('' when unknown)
--- Returns the attempt number that starts now for each job, 0 for a job not held.
-local attempts = {}
+-- Returns two numbers per job: the attempt number that starts now (0: not held; minus the
+-- attempts made: not started, its held attempts used up), and its `forgiven` count.
+local results = {}
 for i = 1, #KEYS - 1 do
   local record = KEYS[i + 1]
-  local base = 5 + 4 * (i - 1)
-  local ours = redis.call('HGET', record, 'start_token') == ARGV[4]
+  local base = 6 + 4 * (i - 1)
+  local seen = redis.call('HMGET', record, 'start_token', 'attempts', 'forgiven', 'group')
+  local ours = seen[1] == ARGV[4]
+  local attempts = tonumber(seen[2] or '0')
+  local forgiven = tonumber(seen[3] or '0')
+  local attempt
   if not redis.call('LPOS', KEYS[1], ARGV[base]) then
-    attempts[i] = 0
+    attempt = 0
     if ours then
       undo_start(record)
     end
   elseif ours then
-    attempts[i] = tonumber(redis.call('HGET', record, 'attempts'))
+    attempt = attempts
+  elseif attempts - forgiven >= tonumber(ARGV[base + 2]) then
+    attempt = -attempts
   else
     local fields = {'worker', ARGV[1], 'task', ARGV[base + 1], 'queue', ARGV[3],
       'max_attempts', ARGV[base + 2], 'start_token', ARGV[4]}
@@ -34,7 +47,15 @@ for i = 1, #KEYS - 1 do
       fields[#fields + 1] = 'enqueued_at'
       fields[#fields + 1] = ARGV[base + 3]
     end
-    attempts[i] = count_start(record, fields, ARGV[2])
+    if ARGV[5] ~= '' then
+      fields[#fields + 1] = 'group'
+      fields[#fields + 1] = ARGV[5]
+    elseif seen[4] then
+      redis.call('HDEL', record, 'group')
+    end
+    attempt = count_start(record, fields, ARGV[2])
   end
+  results[#results + 1] = attempt
+  results[#results + 1] = forgiven
 end
-return attempts
+return results
