@@ -110,13 +110,13 @@ def test_a_job_that_kills_its_worker_dead_letters_no_job_beside_it(
     make_launcher: Callable[..., WorkerLauncher],
     record_property: Callable[[str, Any], None],
 ) -> None:
-    """The issue's scenario: a poison job pushed ahead of `concurrency` ordinary jobs of a
-    second, taken in the same batch, the worker restarted after each death."""
+    """A poison job pushed ahead of `concurrency` ordinary jobs of half a second, all taken in
+    the same batch, the worker restarted after each death."""
     # The long form scales the jobs; the concurrency stops at what the test tasks' own Redis
     # connections allow.
     concurrency = min(scaled(concurrency), MOST_CONCURRENCY)
     culprit = poison(ledger, "poison")
-    good = ordinary(ledger, concurrency, seconds=1.0)
+    good = ordinary(ledger, concurrency, seconds=0.5)
     launcher = make_launcher(env={"COROQ_CONCURRENCY": str(concurrency)}, name="poisoned")
     worker_id = f"fixed-{ledger.keys.queue}" if same_id else None
     everything = [culprit, *good]
@@ -211,7 +211,7 @@ def test_a_worker_killed_from_outside_counts_no_attempt_against_its_jobs(
     """SIGKILL with 50 jobs in flight, no job at fault: each runs again and succeeds, and its
     record forgives the lost attempt."""
     in_flight = min(scaled(50), MOST_CONCURRENCY)
-    good = ordinary(ledger, in_flight, seconds=3.0)
+    good = ordinary(ledger, in_flight, seconds=2.0)
     launcher = make_launcher(env={"COROQ_CONCURRENCY": str(in_flight)}, name="killed")
     worker_id = f"fixed-{ledger.keys.queue}"
     worker = launcher.start(worker_id=worker_id)

@@ -20,6 +20,15 @@ log = structlog.get_logger()
 
 T = TypeVar("T")
 
+# How often the loop looks at its queue of ready callbacks even if nobody woke it.
+# `call_soon_threadsafe` (how other threads hand the loop work) queues the callback, then wakes
+# the loop so that it goes over that queue. In loaded full test runs, a worker's idle uvloop
+# loop has been caught asleep in epoll_pwait for 20 s with a callback queued that way: the
+# wake-up was lost, and on uvloop a timer firing does not go over the queue. A callback queued
+# from the loop's own thread does, so a timer queues one this often: a lost wake-up then costs
+# at most this long.
+LOOK_AT_READY_EVERY = 0.25
+
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     try:
@@ -41,6 +50,7 @@ class EventLoopThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._look_at_ready)
         try:
             self.loop.run_forever()
         finally:
@@ -48,6 +58,9 @@ class EventLoopThread:
             # could not close) has been seen to keep uvloop's close waiting for ever. The
             # thread is a daemon, and `stop` waits for it only until its timeout.
             self.loop.close()
+
+    def _look_at_ready(self) -> None:
+        self.loop.call_later(LOOK_AT_READY_EVERY, self.loop.call_soon, self._look_at_ready)
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the thread and return once the loop is running."""
