@@ -36,7 +36,7 @@ from producer.envelope import new_job_id
 from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
 from worker.errors import MalformedJob
-from worker.jobs.decode import ReceivedJob, RejectedJob, dead_entry
+from worker.jobs.decode import ReceivedJob, RejectedJob
 from worker.jobs.protocol import Failure, SyncQueue, held_job_id, log_recovered, start_token
 from worker.jobs.running import JobDone, RunningJob, RunningJobs
 from worker.jobs.slots import Lease, Slots
@@ -421,12 +421,8 @@ class ConsumerThread(threading.Thread):
     def _reject(self, job: RejectedJob) -> None:
         error = job.error
         failure = Failure(error.reason, str(error), "")
-        worker_id = self._queue.protocol.worker_id
-        entry = dead_entry(
-            job_id=job.job_id, queue=self.keys.queue, task=job.task, reason=error.reason,
-            error=str(error), traceback="", attempts=0, worker_id=worker_id, raw=job.raw,
-        )  # fmt: skip
-        self._call(self._queue.protocol.dead(job.job_id, job.raw, failure, None, entry), "dead")
+        call = self._queue.protocol.dead_letter(job.job_id, job.raw, job.task, failure, None)
+        self._call(call, "dead")
         self._path.metrics.job_finished(self.keys.queue, job.task, "dead", None)
         log.error(
             "job.dead",

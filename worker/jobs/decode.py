@@ -6,9 +6,7 @@ malformed payload never reaches a coroutine and never costs the loop any time.
 
 from __future__ import annotations
 
-import base64
 import inspect
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -136,34 +134,3 @@ def _rejected(raw: bytes, keys: QueueKeys, data: Any, error: JobError) -> Reject
         if isinstance(data.get("task"), str):
             task = data["task"][:200]
     return RejectedJob(raw, keys, job_id or new_job_id(), task, error)
-
-
-def dead_entry(
-    *,
-    job_id: str,
-    queue: str,
-    task: str | None,
-    reason: str,
-    error: str,
-    traceback: str,
-    attempts: int,
-    worker_id: str,
-    raw: bytes,
-) -> bytes:
-    """The JSON kept in `coroq:{Q}:dead`: why the job died, and its exact original bytes."""
-    entry: dict[str, Any] = {
-        "id": job_id,
-        "queue": queue,
-        "task": task,
-        "reason": reason,
-        "error": error,
-        "traceback": traceback,
-        "attempts": attempts,
-        "failed_at": time.time(),
-        "worker": worker_id,
-    }
-    try:
-        entry["raw"] = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        entry["raw_base64"] = base64.b64encode(raw).decode("ascii")
-    return orjson.dumps(entry)

@@ -20,7 +20,6 @@ import structlog
 
 from producer.scripts import ScriptCall
 from worker.errors import JobError
-from worker.jobs.decode import dead_entry
 from worker.jobs.protocol import AsyncQueue, Failure, JobStart, Started, started
 from worker.jobs.running import RunningJob
 from worker.redis_health import AsyncOutages
@@ -49,12 +48,7 @@ class OutcomeStore:
         attempts left as they are."""
         job = running.job
         queue = self._queues[job.queue]
-        entry = dead_entry(
-            job_id=job.id, queue=job.queue, task=job.task, reason=failure.reason,
-            error=failure.error, traceback=failure.traceback, attempts=0,
-            worker_id=queue.protocol.worker_id, raw=job.raw,
-        )  # fmt: skip
-        call = queue.protocol.dead(job.id, job.raw, failure, None, entry)
+        call = queue.protocol.dead_letter(job.id, job.raw, job.task, failure, None)
         return bool(await self._run(queue, call))
 
     async def succeed(self, running: RunningJob, result_json: bytes) -> bool:
@@ -64,15 +58,11 @@ class OutcomeStore:
         return bool(await self._run(queue, call))
 
     async def dead(self, running: RunningJob, error: JobError) -> bool:
-        job, attempt = running.job, running.attempt
+        job = running.job
         queue = self._queues[job.queue]
-        failure = failure_of(error)
-        entry = dead_entry(
-            job_id=job.id, queue=job.queue, task=job.task, reason=failure.reason,
-            error=failure.error, traceback=failure.traceback, attempts=attempt,
-            worker_id=queue.protocol.worker_id, raw=job.raw,
-        )  # fmt: skip
-        call = queue.protocol.dead(job.id, job.raw, failure, attempt, entry)
+        call = queue.protocol.dead_letter(
+            job.id, job.raw, job.task, failure_of(error), running.attempt
+        )
         return bool(await self._run(queue, call))
 
     async def retry(self, running: RunningJob, error: JobError, delay: float) -> bool:

@@ -10,6 +10,7 @@ asyncio client. The scripts are in `worker/jobs/lua/`; every key one touches is 
 
 from __future__ import annotations
 
+import base64
 import random
 import time
 from collections.abc import Sequence
@@ -113,6 +114,37 @@ def held_job_id(raw: bytes) -> str:
     return job_id if isinstance(job_id, str) and 0 < len(job_id) <= MAX_ID_LENGTH else "-"
 
 
+def dead_entry(
+    *,
+    job_id: str,
+    queue: str,
+    task: str | None,
+    reason: str,
+    error: str,
+    traceback: str,
+    attempts: int,
+    worker_id: str,
+    raw: bytes,
+) -> bytes:
+    """The JSON kept in `coroq:{Q}:dead`: why the job died, and its exact original bytes."""
+    entry: dict[str, Any] = {
+        "id": job_id,
+        "queue": queue,
+        "task": task,
+        "reason": reason,
+        "error": error,
+        "traceback": traceback,
+        "attempts": attempts,
+        "failed_at": time.time(),
+        "worker": worker_id,
+    }
+    try:
+        entry["raw"] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["raw_base64"] = base64.b64encode(raw).decode("ascii")
+    return orjson.dumps(entry)
+
+
 def start_token(prefix: str) -> str:
     """A token unique to one start call, beginning with its consumer's `prefix`."""
     return f"{prefix}{random.getrandbits(64):016x}"
@@ -194,6 +226,18 @@ class QueueProtocol:
             [raw, entry, failure.reason, failure.error, failure.traceback, repr(time.time()),
              self._ttl, "" if attempt is None else str(attempt)],
         )  # fmt: skip
+
+    def dead_letter(
+        self, job_id: str, raw: bytes, task: str | None, failure: Failure, attempt: int | None
+    ) -> ScriptCall:
+        """`dead`, with the dead-list entry written for this worker and queue; `attempt` None
+        for a job that never started (its entry says 0 attempts)."""
+        entry = dead_entry(
+            job_id=job_id, queue=self.keys.queue, task=task, reason=failure.reason,
+            error=failure.error, traceback=failure.traceback, attempts=attempt or 0,
+            worker_id=self.worker_id, raw=raw,
+        )  # fmt: skip
+        return self.dead(job_id, raw, failure, attempt, entry)
 
     def recover(self, owner: str, held: Sequence[bytes], *, own: bool = False) -> ScriptCall:
         """Empty the processing list of a worker that is gone (its heartbeat expired; `own`:
