@@ -36,7 +36,13 @@ from worker.jobs.running import RunningJobs
 from worker.jobs.slots import Slots
 from worker.metrics import WorkerMetrics, refresh_queue_depths
 from worker.process.heartbeat import HeartbeatThread
-from worker.process.housekeeping import Reaper, run_periodically, warn_if_redis_may_evict
+from worker.process.housekeeping import (
+    Reaper,
+    cancel_until_done,
+    describe_task,
+    run_periodically,
+    warn_if_redis_may_evict,
+)
 from worker.process.http_endpoints import HealthServer
 from worker.process.loop_thread import EventLoopThread, loop_implementation
 from worker.process.sdnotify import SystemdNotifier
@@ -52,6 +58,8 @@ log = structlog.get_logger()
 
 # Allocations between two collections of the youngest generation (Python's default: 700).
 GC_YOUNG_THRESHOLD = 20_000
+# How long `close` waits for the housekeeping loops to end before it closes their connections.
+HOUSEKEEPING_STOP_WITHIN = 5.0
 
 
 class WorkerStartError(CoroqError):
@@ -206,12 +214,16 @@ class Worker:
             on_suspects=self._suspects_found,
         )
         for name, step in (("reaper", self.reaper.step), ("reaper.scan", self.reaper.scan_step)):
-            self._housekeeping.append(asyncio.create_task(run_periodically(name, step, outages)))
+            self._housekeeping.append(
+                asyncio.create_task(run_periodically(name, step, outages), name=name)
+            )
         interval = self.notifier.watchdog_interval()
         if interval is not None:
             # Pinged from the loop itself: a wedged loop stops the pings, and systemd
             # restarts the service.
-            self._housekeeping.append(asyncio.create_task(self._ping_watchdog(interval)))
+            self._housekeeping.append(
+                asyncio.create_task(self._ping_watchdog(interval), name="watchdog")
+            )
 
     def _suspects_found(self, queue: str) -> None:
         """Suspects now wait in `queue`: cut short the blocking pop of its idle consumer, so
@@ -389,9 +401,12 @@ class Worker:
             return False
 
     async def _close_on_loop(self) -> None:
-        for housekeeping in self._housekeeping:
-            housekeeping.cancel()
-        await asyncio.gather(*self._housekeeping, return_exceptions=True)
+        still_running = await cancel_until_done(self._housekeeping, within=HOUSEKEEPING_STOP_WITHIN)
+        if still_running:
+            log.warning(
+                "worker.housekeeping_not_stopped",
+                tasks=[describe_task(task) for task in still_running],
+            )
         if self._http_server is not None:
             await self._http_server.stop()
         await self._http.close()

@@ -4,13 +4,14 @@
 retry this worker schedules; see `worker.jobs.consumer` and `worker.jobs.outcomes`.)
 
 Each loop logs and survives its own errors (a Redis outage included) and lets cancellation
-through, so shutdown stops it at once.
+through, so shutdown stops it at once (`cancel_until_done`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import io
+from collections.abc import Awaitable, Callable, Iterable
 
 import redis
 import redis.asyncio
@@ -26,6 +27,9 @@ log = structlog.get_logger()
 # How often every processing list is also looked for by SCAN, in case its owner's id
 # is missing from the set of workers.
 FULL_SCAN_EVERY = 600.0
+
+# How often `cancel_until_done` cancels again the tasks that have not ended.
+CANCEL_AGAIN_EVERY = 0.1
 
 
 async def run_periodically(
@@ -47,6 +51,35 @@ async def run_periodically(
         else:
             outages.succeeded()
         await asyncio.sleep(pause)
+
+
+async def cancel_until_done(
+    tasks: Iterable[asyncio.Task[None]], within: float
+) -> set[asyncio.Task[None]]:
+    """Cancel `tasks` and wait for them to end, cancelling again any that carry on; return
+    those still running after `within` seconds.
+
+    One cancel is not enough: on Python 3.11, `asyncio.wait_for` (redis-py times out each
+    send with it) swallows a cancel that arrives as the call it waits for ends, and the task
+    goes on to its next round as if it had never been cancelled.
+    """
+    pending = {task for task in tasks if not task.done()}
+    deadline = asyncio.get_running_loop().time() + within
+    while pending:
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            break
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(CANCEL_AGAIN_EVERY, left))
+    return pending
+
+
+def describe_task(task: asyncio.Task[None]) -> str:
+    """The task's name and where it waits, to report one that did not stop."""
+    where = io.StringIO()
+    task.print_stack(file=where)
+    return f"{task.get_name()}: {where.getvalue()}"
 
 
 async def warn_if_redis_may_evict(client: redis.asyncio.Redis, outages: AsyncOutages) -> None:
