@@ -1,17 +1,33 @@
 """coroq's producer side: the wire contract (envelope, keys, Lua) and the client."""
 
-from producer.client import AsyncProducer, Producer
+from producer.async_client import AsyncProducer
+from producer.cancelling import Cancelled, CancelOutcome
+from producer.client import Producer
 from producer.envelope import JobEnvelope
-from producer.errors import CoroqError, InvalidJob, InvalidSchedule, WaitTimeout
+from producer.errors import (
+    CoroqError,
+    InvalidJob,
+    InvalidSchedule,
+    JobFailed,
+    ProducerClosed,
+    WaitTimeout,
+)
+from producer.futures import AsyncJob, Job
 from producer.keys import QueueKeys
 
 __all__ = [
+    "AsyncJob",
     "AsyncProducer",
+    "CancelOutcome",
+    "Cancelled",
     "CoroqError",
     "InvalidJob",
     "InvalidSchedule",
+    "Job",
     "JobEnvelope",
+    "JobFailed",
     "Producer",
+    "ProducerClosed",
     "QueueKeys",
     "WaitTimeout",
 ]

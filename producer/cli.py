@@ -23,7 +23,9 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from producer.client import Producer, ProgressCallback
+from producer.batches import ProgressCallback
+from producer.cancelling import CancelOutcome
+from producer.client import Producer
 from producer.connection import DEFAULT_REDIS_URL, redact_url, sync_client
 from producer.dead_letters import DeadLetters
 from producer.durations import parse_duration
@@ -162,8 +164,8 @@ def push(
         bool,
         typer.Option(
             "--wait",
-            help="Wait until every job succeeded or is dead; exit 0 when all succeeded, "
-            "1 when any is dead, 3 on --timeout.",
+            help="Wait until every job succeeded, is dead or was cancelled; exit 0 when all "
+            "succeeded, 1 when any is dead or cancelled, 3 on --timeout.",
         ),
     ] = False,
     timeout: Annotated[
@@ -235,12 +237,16 @@ def _wait_for_outcomes(producer: Producer, ids: list[str], options: PushOptions)
         raise fail("interrupted while waiting; the jobs stay pushed", 130) from None
     ordered = [(job_id, records[job_id]) for job_id in dict.fromkeys(ids) if job_id in records]
     dead = [(job_id, record) for job_id, record in ordered if record.get("status") == "dead"]
-    summary = f"{len(ordered) - len(dead)} succeeded, {len(dead)} dead"
+    cancelled = [job_id for job_id, record in ordered if record.get("status") == "cancelled"]
+    summary = f"{len(ordered) - len(dead) - len(cancelled)} succeeded, {len(dead)} dead"
+    summary += f", {len(cancelled)} cancelled" if cancelled else ""
     typer.echo(summary + (f", {len(pending)} still pending" if pending else ""), err=True)
     for job_id, record in dead:
         error = " ".join(str(record.get("error", "")).splitlines())
         typer.echo(f"dead: {job_id} {record.get('reason', '?')}: {error}", err=True)
-    if dead:
+    for job_id in cancelled:
+        typer.echo(f"cancelled: {job_id}", err=True)
+    if dead or cancelled:
         raise typer.Exit(1)
     if pending:
         total = len(ordered) + len(pending)
@@ -269,6 +275,29 @@ def status(
         raise fail(f"no record for job {job_id} in queue {queue} (not started yet, or expired)")
     sys.stdout.write(orjson.dumps({"id": job_id, **record}, option=orjson.OPT_INDENT_2).decode())
     sys.stdout.write("\n")
+
+
+@app.command()
+def cancel(
+    job_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="The job ids.")],
+    queue: Queue = DEFAULT_QUEUE,
+    redis_url: RedisUrl = DEFAULT_REDIS_URL,
+    prefix: Prefix = DEFAULT_PREFIX,
+) -> None:
+    """Cancel jobs: one not started never runs; a running one is cancelled by its worker.
+    Prints what was done for each id; exit 1 when an id is unknown in the queue."""
+    try:
+        validate_queue_name(queue)
+    except CoroqError as exc:
+        raise fail(str(exc), 2) from None
+    unknown = 0
+    with redis_errors(redis_url), Producer(redis_url, queue=queue, prefix=prefix) as producer:
+        for job_id in job_ids:
+            found = producer.cancel(job_id)
+            unknown += found.outcome is CancelOutcome.UNKNOWN
+            typer.echo(str(found))
+    if unknown:
+        raise fail(f"{unknown} of {len(job_ids)} id(s) unknown in queue {queue}")
 
 
 @app.command()

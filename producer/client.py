@@ -1,166 +1,47 @@
-"""The producer API: `Producer(url).push("echo", "hi")` and its async twin.
+"""The producer API for synchronous code: `Producer(url).push("echo", "hi")`.
 
-Both build envelopes the same way (`producer.envelope`), push in the same batches
-(`plan_batches`: `LPUSH`/`RPUSH` to the ready list, or `ZADD` to the delayed set) and wait
-for outcomes with the same state (`producer.waiting`); only the I/O differs.
+Pushing is shared with `AsyncProducer` (`producer.batches`); waiting on jobs goes through the
+producer's completion listener (`producer.completions_thread`), started on first use.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+import functools
+import threading
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, cast
 
 import redis
-import redis.asyncio
+import structlog
 
-from producer.connection import DEFAULT_REDIS_URL, async_client, sync_client
-from producer.envelope import JobEnvelope, build_envelope, stamp
-from producer.errors import InvalidSchedule, PartialPush
-from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys
+from producer.batches import (
+    DEFAULT_BATCH_SIZE,
+    ProducerBase,
+    ProgressCallback,
+    partial_push,
+    plan_batches,
+    rounds,
+    schedule_of_push,
+    send_batch,
+)
+from producer.cancelling import Cancelled, ReadDelayed, ReadReady, cancel_steps
+from producer.completions import WaitForAll
+from producer.completions_thread import ThreadCompletionListener
+from producer.connection import DEFAULT_REDIS_URL, sync_client
+from producer.envelope import JobEnvelope, build_envelope
+from producer.futures import Job
+from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE
 from producer.records import decode_record
 from producer.schedule import Schedule, make_schedule
-from producer.waiting import Waiter
+from producer.scripts import PRODUCER_SCRIPTS, SyncScripts
 
-DEFAULT_BATCH_SIZE = 1000
+log = structlog.get_logger()
 
-ProgressCallback = Callable[[int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """One LPUSH/RPUSH (or, with a `due_ms`, one ZADD) of several jobs; `ids` in the order
-    the jobs are pushed."""
-
-    key: str
-    front: bool
-    payloads: list[bytes]
-    ids: list[str]
-    due_ms: int | None = None  # delayed: the score of every job of the batch (epoch ms)
+__all__ = ["DEFAULT_BATCH_SIZE", "Producer", "ProgressCallback", "plan_batches"]
 
 
-def plan_batches(
-    envelopes: Iterable[JobEnvelope],
-    keys: QueueKeys,
-    *,
-    front: bool = False,
-    schedule: Schedule | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> Iterator[Batch]:
-    """Group jobs into pushes that keep their order.
-
-    Workers take from the right. `LPUSH k a b c` leaves `c b a`, so `a` runs first: file order.
-    `front` jobs go to the right with `RPUSH`, last job first (`RPUSH k c b`, `RPUSH k a`), so
-    they too run in file order, ahead of everything already waiting; their ids come in the
-    order they are pushed, which the callers turn back into file order.
-
-    With a `schedule` the jobs go to the delayed set instead, scored by their due time, which
-    is computed once per batch after its jobs are stamped: never earlier than the
-    `enqueued_at` stamped here plus the delay. Jobs due at the same time start in no
-    particular order.
-    """
-    if front and schedule is not None:
-        raise InvalidSchedule("a delayed push cannot go to the front")
-    payloads: list[bytes] = []
-    ids: list[str] = []
-    for envelope in reversed(list(envelopes)) if front else envelopes:
-        stamp(envelope)
-        payloads.append(envelope.to_json())
-        ids.append(str(envelope.id))
-        if len(payloads) >= batch_size:
-            yield _batch(keys, front, schedule, payloads, ids)
-            payloads, ids = [], []
-    if payloads:
-        yield _batch(keys, front, schedule, payloads, ids)
-
-
-def _batch(
-    keys: QueueKeys,
-    front: bool,
-    schedule: Schedule | None,
-    payloads: list[bytes],
-    ids: list[str],
-) -> Batch:
-    if schedule is None:
-        return Batch(keys.ready, front, payloads, ids)
-    return Batch(keys.delayed, False, payloads, ids, schedule.due_ms(time.time()))
-
-
-AnyPipeline = redis.client.Pipeline | redis.asyncio.client.Pipeline
-# A sync or an async pipeline, given back as it came.
-PipelineT = TypeVar("PipelineT", redis.client.Pipeline, redis.asyncio.client.Pipeline)
-
-
-def _send(target: AnyPipeline | redis.Redis | redis.asyncio.Redis, batch: Batch) -> Any:
-    """The batch's command: queued on a pipeline, or sent by a client (which gives back the
-    reply, or with an asyncio client an awaitable of it)."""
-    if batch.due_ms is not None:
-        # A sorted set holds a member once: byte-identical jobs (a file repeating a job with
-        # its id and enqueued_at) are pushed once. Jobs stamped here always differ.
-        return target.zadd(batch.key, dict.fromkeys(batch.payloads, batch.due_ms))
-    if batch.front:
-        return target.rpush(batch.key, *batch.payloads)
-    return target.lpush(batch.key, *batch.payloads)
-
-
-def _read_statuses(pipe: PipelineT, keys: QueueKeys, ids: Iterable[str]) -> PipelineT:
-    """Queue a read of each job's status (sync or async pipeline: queuing is synchronous)."""
-    for job_id in ids:
-        pipe.hget(keys.job(job_id), "status")
-    return pipe
-
-
-def _read_records(pipe: PipelineT, keys: QueueKeys, ids: Iterable[str]) -> PipelineT:
-    """Queue a read of each job's whole record."""
-    for job_id in ids:
-        pipe.hgetall(keys.job(job_id))
-    return pipe
-
-
-# Batches sent per pipeline round trip.
-_BATCHES_PER_ROUND_TRIP = 10
-
-
-def _rounds(batches: Iterable[Batch]) -> Iterator[list[Batch]]:
-    group: list[Batch] = []
-    for batch in batches:
-        group.append(batch)
-        if len(group) >= _BATCHES_PER_ROUND_TRIP:
-            yield group
-            group = []
-    if group:
-        yield group
-
-
-def _partial(
-    pushed: list[str], failed: list[Batch], total: int, front: bool, error: Exception
-) -> PartialPush:
-    uncertain = [job_id for batch in failed for job_id in batch.ids]
-    in_order = pushed[::-1] if front else pushed
-    remaining = total - len(pushed) - len(uncertain)
-    return PartialPush(in_order, uncertain, remaining, f"{type(error).__name__}: {error}")
-
-
-def _schedule_of_push(
-    delay: float | timedelta | None, at: datetime | None, front: bool
-) -> Schedule | None:
-    return make_schedule(delay, at, front=front, names=("_delay", "_at", "_front"))
-
-
-class _ProducerBase:
-    def __init__(self, *, queue: str, prefix: str) -> None:
-        self.queue = queue
-        self.prefix = prefix
-        self._keys = QueueKeys(queue, prefix)
-
-    def keys_for(self, queue: str | None) -> QueueKeys:
-        return self._keys if queue is None or queue == self.queue else QueueKeys(queue, self.prefix)
-
-
-class Producer(_ProducerBase):
+class Producer(ProducerBase):
     """Pushes jobs to Redis from synchronous code."""
 
     def __init__(
@@ -173,6 +54,7 @@ class Producer(_ProducerBase):
     ) -> None:
         super().__init__(queue=queue, prefix=prefix)
         self.redis = client if client is not None else sync_client(url)
+        self._listener: ThreadCompletionListener | None = None
 
     def push(
         self,
@@ -192,7 +74,7 @@ class Producer(_ProducerBase):
         `_delay` (seconds or a timedelta) or `_at` (an aware datetime) puts the job in the
         delayed set until it is due; neither goes with `_front`.
         """
-        schedule = _schedule_of_push(_delay, _at, _front)
+        schedule = schedule_of_push(_delay, _at, _front)
         envelope = build_envelope(
             task, args, kwargs, job_id=_id, max_attempts=_max_attempts, timeout=_timeout
         )
@@ -235,17 +117,17 @@ class Producer(_ProducerBase):
         batches = plan_batches(
             envelopes, keys, front=front, schedule=schedule, batch_size=batch_size
         )
-        for group in _rounds(batches):
+        for group in rounds(batches):
             try:
                 if len(group) == 1:  # one command is atomic by itself: no pipeline to build
-                    _send(self.redis, group[0])
+                    send_batch(self.redis, group[0])
                 else:  # several go in MULTI/EXEC, all or nothing
                     pipe = self.redis.pipeline(transaction=True)
                     for batch in group:
-                        _send(pipe, batch)
+                        send_batch(pipe, batch)
                     pipe.execute()
             except redis.RedisError as exc:
-                raise _partial(pushed, group, len(envelopes), front, exc) from exc
+                raise partial_push(pushed, group, len(envelopes), front, exc) from exc
             for batch in group:
                 pushed.extend(batch.ids)
                 if progress is not None:
@@ -254,8 +136,8 @@ class Producer(_ProducerBase):
 
     def status(self, job_id: str, *, queue: str | None = None) -> dict[str, Any] | None:
         """The job's record, or None when there is none (not started yet, or expired)."""
-        raw = self.redis.hgetall(self.keys_for(queue).job(job_id))
-        return decode_record(raw) if raw else None
+        record = decode_record(self.redis.hgetall(self.keys_for(queue).job(job_id)))
+        return record or None  # (a record holding only a waiting producer's mark is none)
 
     def wait(
         self,
@@ -264,51 +146,26 @@ class Producer(_ProducerBase):
         queue: str | None = None,
         timeout: float | timedelta | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """Wait until every job's record is final (`succeeded` or `dead`); return the records.
+        """Wait until every job's record is final (`succeeded`, `dead` or `cancelled`); return
+        the records.
 
-        Polls the records of the pending jobs in pipelined batches, 20 ms apart at first,
-        then up to 1 s apart. `timeout` (seconds; None waits for ever) ends the wait with
-        `WaitTimeout`, a `TimeoutError` that says how many are pending and holds the records
-        found so far. A job that is never pushed, or whose record expired, never finishes.
+        Completion is pushed (docs/futures.md#completion): the producer's listener hears of
+        each job as its worker records it, whatever their number. `timeout` (seconds; None
+        waits for ever) ends the wait with `WaitTimeout`, a `TimeoutError` that says how many
+        are pending and holds the records found so far. A job that is never pushed, or whose
+        record expired, never finishes.
         """
         keys = self.keys_for(queue)
-        waiter = Waiter(ids, timeout)
-        while True:
-            for chunk in waiter.chunks():
-                pipe = _read_statuses(self.redis.pipeline(transaction=False), keys, chunk)
-                final = waiter.final_ids(chunk, pipe.execute())
-                if final:
-                    pipe = _read_records(self.redis.pipeline(transaction=False), keys, final)
-                    waiter.finish(final, pipe.execute())
-            if waiter.done:
-                return waiter.records
-            time.sleep(waiter.next_pause())
+        wait = WaitForAll(ids, timeout, threading.Event())
+        listener = self._completions()
+        listener.watch(keys, wait.deliveries)
+        if not wait.event.wait(wait.timeout):
+            for job_id, deliver in wait.deliveries.items():
+                listener.forget(keys.queue, job_id, deliver)
+            raise wait.timed_out()
+        return wait.result()
 
-    def close(self) -> None:
-        self.redis.close()
-
-    def __enter__(self) -> Producer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class AsyncProducer(_ProducerBase):
-    """Pushes jobs to Redis from asyncio code; the same API as `Producer`, awaited."""
-
-    def __init__(
-        self,
-        url: str = DEFAULT_REDIS_URL,
-        *,
-        queue: str = DEFAULT_QUEUE,
-        prefix: str = DEFAULT_PREFIX,
-        client: redis.asyncio.Redis | None = None,
-    ) -> None:
-        super().__init__(queue=queue, prefix=prefix)
-        self.redis = client if client is not None else async_client(url)
-
-    async def push(
+    def submit(
         self,
         task: str,
         *args: Any,
@@ -320,86 +177,70 @@ class AsyncProducer(_ProducerBase):
         _delay: float | timedelta | None = None,
         _at: datetime | None = None,
         **kwargs: Any,
-    ) -> str:
-        schedule = _schedule_of_push(_delay, _at, _front)
-        envelope = build_envelope(
-            task, args, kwargs, job_id=_id, max_attempts=_max_attempts, timeout=_timeout
+    ) -> Job:
+        """`push`, returning the job's future (`concurrent.futures.Future`): its result once
+        the job succeeds, `JobFailed` once it is dead; cancelled when the job is."""
+        job_id = self.push(
+            task,
+            *args,
+            _queue=_queue,
+            _id=_id,
+            _max_attempts=_max_attempts,
+            _timeout=_timeout,
+            _front=_front,
+            _delay=_delay,
+            _at=_at,
+            **kwargs,
         )
-        return (await self._push([envelope], _queue, _front, schedule, DEFAULT_BATCH_SIZE))[0]
+        return self.job(job_id, queue=_queue)
 
-    async def push_many(
-        self,
-        envelopes: Sequence[JobEnvelope],
-        *,
-        queue: str | None = None,
-        front: bool = False,
-        delay: float | timedelta | None = None,
-        at: datetime | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-    ) -> list[str]:
-        schedule = make_schedule(delay, at, front=front)
-        return await self._push(envelopes, queue, front, schedule, batch_size)
-
-    async def _push(
-        self,
-        envelopes: Sequence[JobEnvelope],
-        queue: str | None,
-        front: bool,
-        schedule: Schedule | None,
-        batch_size: int,
-    ) -> list[str]:
+    def job(self, job_id: str, *, queue: str | None = None) -> Job:
+        """The future of a job pushed by anyone (any producer, any language), by its id."""
         keys = self.keys_for(queue)
-        pushed: list[str] = []
-        batches = plan_batches(
-            envelopes, keys, front=front, schedule=schedule, batch_size=batch_size
-        )
-        for group in _rounds(batches):
-            try:
-                if len(group) == 1:  # as in `Producer._push`
-                    await _send(self.redis, group[0])
+        job = Job(job_id, keys.queue, self._cancel_quietly)
+        self._completions().watch(keys, {job_id: job.settle}, {job_id: job.progressed})
+        return job
+
+    def cancel(self, job_id: str, *, queue: str | None = None) -> Cancelled:
+        """Cancel a job (docs/futures.md#cancel): one not started never runs; a running one
+        is cancelled by its worker. Says what was done; a final job is left as it is."""
+        keys = self.keys_for(queue)
+        steps = cancel_steps(keys, job_id)
+        reply: Any = None
+        try:
+            while True:
+                step = steps.send(reply)
+                if isinstance(step, ReadReady):
+                    reply = self.redis.lrange(keys.ready, step.start, step.stop)
+                elif isinstance(step, ReadDelayed):
+                    reply = self.redis.zrange(keys.delayed, step.start, step.stop)
                 else:
-                    pipe = self.redis.pipeline(transaction=True)
-                    for batch in group:
-                        _send(pipe, batch)
-                    await pipe.execute()
-            except redis.RedisError as exc:
-                raise _partial(pushed, group, len(envelopes), front, exc) from exc
-            for batch in group:
-                pushed.extend(batch.ids)
-        return pushed[::-1] if front else pushed
+                    reply = self._scripts.run(step)
+        except StopIteration as done:
+            return cast("Cancelled", done.value)
 
-    async def status(self, job_id: str, *, queue: str | None = None) -> dict[str, Any] | None:
-        raw = await self.redis.hgetall(self.keys_for(queue).job(job_id))
-        return decode_record(raw) if raw else None
+    @functools.cached_property
+    def _scripts(self) -> SyncScripts:
+        return SyncScripts(self.redis, PRODUCER_SCRIPTS)
 
-    async def wait(
-        self,
-        ids: Iterable[str],
-        *,
-        queue: str | None = None,
-        # The twin of `Producer.wait(timeout=)`; an `asyncio.timeout` around the call would
-        # lose the records found so far, which `WaitTimeout` carries.
-        timeout: float | timedelta | None = None,  # noqa: ASYNC109
-    ) -> dict[str, dict[str, Any]]:
-        """`Producer.wait`, awaited: the final record of each job, or `WaitTimeout`."""
-        keys = self.keys_for(queue)
-        waiter = Waiter(ids, timeout)
-        while True:
-            for chunk in waiter.chunks():
-                pipe = _read_statuses(self.redis.pipeline(transaction=False), keys, chunk)
-                final = waiter.final_ids(chunk, await pipe.execute())
-                if final:
-                    pipe = _read_records(self.redis.pipeline(transaction=False), keys, final)
-                    waiter.finish(final, await pipe.execute())
-            if waiter.done:
-                return waiter.records
-            await asyncio.sleep(waiter.next_pause())
+    def _cancel_quietly(self, job_id: str, queue: str) -> None:
+        try:
+            self.cancel(job_id, queue=queue)
+        except redis.RedisError as exc:
+            log.error("producer.cancel_failed", job_id=job_id, queue=queue, error=str(exc))
 
-    async def close(self) -> None:
-        await self.redis.aclose()
+    def _completions(self) -> ThreadCompletionListener:
+        if self._listener is None:
+            self._listener = ThreadCompletionListener(self.redis, self.prefix)
+        return self._listener
 
-    async def __aenter__(self) -> AsyncProducer:
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        self.redis.close()
+
+    def __enter__(self) -> Producer:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    def __exit__(self, *exc: object) -> None:
+        self.close()

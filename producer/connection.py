@@ -84,15 +84,26 @@ def sync_client(url: str, *, retries: int = 3, socket_timeout: float | None = 10
     )
 
 
-def async_client(url: str, *, retries: int = 3) -> redis.asyncio.Redis:
-    client = redis.asyncio.Redis.from_url(
-        url,
-        retry=AsyncRetry(_backoff(), retries),
-        retry_on_error=list(TRANSIENT_ERRORS),
-        socket_timeout=10.0,
-        socket_connect_timeout=5.0,
-        health_check_interval=30,
-    )
+def async_client(
+    url: str, *, retries: int = 3, max_connections: int | None = None
+) -> redis.asyncio.Redis:
+    """An asyncio client. With `max_connections`, a call that finds them all in use waits for
+    one (a producer's `gather` of a thousand `submit` calls), where redis-py's default pool
+    would fail it."""
+    options: dict[str, Any] = {
+        "retry": AsyncRetry(_backoff(), retries),
+        "retry_on_error": list(TRANSIENT_ERRORS),
+        "socket_timeout": 10.0,
+        "socket_connect_timeout": 5.0,
+        "health_check_interval": 30,
+    }
+    if max_connections is None:
+        client = redis.asyncio.Redis.from_url(url, **options)
+    else:
+        blocking = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=None, **options
+        )
+        client = redis.asyncio.Redis.from_pool(blocking)
     if HIREDIS_AVAILABLE:
         pool = client.connection_pool
         pool.connection_class = _HIREDIS_PACKING.get(pool.connection_class, pool.connection_class)

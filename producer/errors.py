@@ -95,3 +95,24 @@ class WaitTimeout(CoroqError, TimeoutError):
             f"{len(pending)} of {total} job(s) still pending after {timeout:g} s "
             "(not finished: queued, delayed, running or retrying)"
         )
+
+
+class ProducerClosed(CoroqError):
+    """The producer was closed while something still waited on a job through it. The job
+    itself goes on: wait on it again from another producer (`producer.job(id)`)."""
+
+
+class JobFailed(CoroqError):
+    """A job ended dead: every attempt failed, or it could not be run at all.
+
+    `record` is its final record; `reason` (machine-readable, docs/protocol.md#reasons) and
+    `error` come from it.
+    """
+
+    def __init__(self, job_id: str, record: dict[str, Any]) -> None:
+        self.job_id = job_id
+        self.record = record
+        self.reason: str = str(record.get("reason", ""))
+        self.error: str = str(record.get("error", ""))
+        task = record.get("task", "?")
+        super().__init__(f"job {job_id} ({task}) is dead: {self.reason}: {self.error}")

@@ -80,6 +80,18 @@ class QueueKeys:
         return f"{self.base}:suspects"
 
     @property
+    def done_channel(self) -> str:
+        """The pub/sub channel on which the id of each watched job is published when it ends
+        (docs/protocol.md#completion)."""
+        return f"{self.base}:done"
+
+    @property
+    def cancel_channel(self) -> str:
+        """The pub/sub channel on which the id of a running job is published when a producer
+        cancels it; its queue's workers listen (docs/futures.md#cancel)."""
+        return f"{self.base}:cancel"
+
+    @property
     def processing_pattern(self) -> str:
         """A SCAN pattern matching every worker's processing list of this queue."""
         return f"{self.base}:processing:*"
@@ -123,6 +135,20 @@ def parse_queue_key(key: str, prefix: str = DEFAULT_PREFIX) -> tuple[str, str] |
     if any(rest.startswith(kind) and len(rest) > len(kind) for kind in _PER_WORKER_KEYS):
         return queue, rest
     return None
+
+
+def done_channels_pattern(prefix: str = DEFAULT_PREFIX) -> str:
+    """A PSUBSCRIBE pattern matching the `done_channel` of every queue."""
+    return f"{validate_prefix(prefix)}:{{*}}:done"
+
+
+def queue_of_done_channel(channel: str, prefix: str = DEFAULT_PREFIX) -> str | None:
+    """The queue whose `done_channel` this is, or None."""
+    head, tail = f"{prefix}:{{", "}:done"
+    if not (channel.startswith(head) and channel.endswith(tail)):
+        return None
+    queue = channel[len(head) : -len(tail)]
+    return queue if _QUEUE_NAME.fullmatch(queue) else None
 
 
 def workers_key(prefix: str = DEFAULT_PREFIX) -> str:

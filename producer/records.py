@@ -8,9 +8,11 @@ from typing import Any
 import orjson
 
 _NUMBER_FIELDS = {"attempts": int, "max_attempts": int, "forgiven": int, "group": int}
-_TIME_FIELDS = {"started_at", "finished_at", "enqueued_at", "next_attempt_at"}
+_TIME_FIELDS = {"started_at", "finished_at", "enqueued_at", "next_attempt_at", "progress_at"}
+_FRACTION_FIELDS = {"progress"}
 # Bookkeeping of the worker's scripts, not part of what a record tells its reader.
-_INTERNAL_FIELDS = {"start_token"}
+# (`watched`: a producer waits on the job, docs/protocol.md#completion.)
+_INTERNAL_FIELDS = {"start_token", "watched"}
 
 
 def _text(value: bytes | str) -> str:
@@ -27,7 +29,7 @@ def decode_record(raw: Mapping[Any, Any]) -> dict[str, Any]:
         text = _text(value)
         if name in _NUMBER_FIELDS:
             record[name] = int(text)
-        elif name in _TIME_FIELDS:
+        elif name in _TIME_FIELDS or name in _FRACTION_FIELDS:
             record[name] = float(text)
         elif name == "result":
             record[name] = orjson.loads(value)

@@ -67,8 +67,9 @@ class ScriptLibrary:
         }
 
 
-# The producer's own scripts: the dead-letter tools of `producer dead`.
-PRODUCER_SCRIPTS = ScriptLibrary("producer", ("revive", "purge"))
+# The producer's own scripts: the dead-letter tools of `producer dead`, the marking of the
+# jobs a producer waits on, and cancelling.
+PRODUCER_SCRIPTS = ScriptLibrary("producer", ("revive", "purge", "watch", "cancel"))
 
 
 def merge_calls(
@@ -200,3 +201,17 @@ def revive_call(keys: QueueKeys, job_id: str, *, entry: bytes, raw: bytes, ttl: 
 
 def purge_call(keys: QueueKeys, *, cutoff: float, limit: int) -> ScriptCall:
     return ScriptCall("purge", [keys.dead], [repr(cutoff), limit])
+
+
+def watch_call(keys: QueueKeys, job_ids: list[str], *, ttl: int) -> ScriptCall:
+    return ScriptCall("watch", [keys.job(job_id) for job_id in job_ids], [ttl])
+
+
+def cancel_call(
+    keys: QueueKeys, job_id: str, *, raw: bytes | None, ttl: int, now: float
+) -> ScriptCall:
+    return ScriptCall(
+        "cancel",
+        [keys.job(job_id), keys.ready, keys.delayed],
+        [repr(now), ttl, raw or b"", job_id, keys.done_channel, keys.cancel_channel],
+    )

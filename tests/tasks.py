@@ -133,3 +133,23 @@ def sync_exits() -> None:
 async def cancels_itself() -> None:
     """Raises CancelledError without being cancelled (an inner task's cancellation leaking)."""
     raise asyncio.CancelledError
+
+
+@task("tests.progress")
+async def progress(steps: int, pause: float) -> int:
+    """Reports its progress after each of `steps` pauses."""
+    job = current_job()
+    for step in range(1, steps + 1):
+        await asyncio.sleep(pause)
+        job.progress(step / steps, f"{step}/{steps}")
+    return steps
+
+
+@task("tests.sync_progress")
+def sync_progress(steps: int, pause: float) -> int:
+    """`tests.progress` from the thread of a `def` task."""
+    job = current_job()
+    for step in range(1, steps + 1):
+        time.sleep(pause)
+        job.progress(step / steps, f"{step}/{steps}")
+    return steps

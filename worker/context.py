@@ -8,7 +8,12 @@ tasks see it too (their thread runs in a copy of the job's context).
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class _Reporter(Protocol):
+    def report(self, fraction: float, note: str = "") -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +23,14 @@ class JobInfo:
     queue: str
     attempt: int
     max_attempts: int
+    reporter: _Reporter | None = field(default=None, repr=False, compare=False)
+
+    def progress(self, fraction: float, note: str = "") -> None:
+        """Report how far the job has got, from 0 to 1, with an optional short note
+        (docs/futures.md#progress). Cheap: call it as often as you like."""
+        if self.reporter is None:
+            raise RuntimeError("progress is reported only by a task a worker runs")
+        self.reporter.report(fraction, note)
 
 
 _current: ContextVar[JobInfo | None] = ContextVar("coroq_current_job", default=None)

@@ -40,7 +40,7 @@ from producer.keys import QueueKeys
 log = structlog.get_logger()
 
 CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
-OUTCOMES: Final = ("succeeded", "retried", "dead", "requeued")
+OUTCOMES: Final = ("succeeded", "retried", "dead", "requeued", "cancelled")
 QUEUE_STATES: Final = ("ready", "delayed", "processing", "dead", "suspects")
 # What recovery made of a lost worker's job (docs/reliability.md#blame).
 RECOVERY_VERDICTS: Final = ("requeued", "suspect", "blamed")

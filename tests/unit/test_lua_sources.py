@@ -23,8 +23,12 @@ import redis
 import redis.asyncio
 from redis.exceptions import ResponseError
 
+import producer.client
+import producer.completions_thread
 import producer.dead_letters
 import worker.jobs.protocol
+from producer.cancelling import CancelOutcome
+from producer.client import Producer
 from producer.dead_letters import DeadLetters
 from producer.keys import QueueKeys
 from producer.scripts import PRODUCER_SCRIPTS, ScriptLibrary
@@ -60,6 +64,7 @@ local redis = (function(real)
     EXPIRE = 1, TTL = 1, LREM = 1, LPUSH = 1, RPUSH = 1, LPOP = 1, RPOP = 1, LPOS = 1,
     LINDEX = 1, LRANGE = 1, LLEN = 1, ZADD = 1, ZRANGE = 1, ZRANGEBYSCORE = 1, ZREM = 1,
     ZCARD = 1, LMOVE = 2, RPOPLPUSH = 2, EXISTS = 'all', DEL = 'all', UNLINK = 'all', TIME = 0,
+    PUBLISH = 0,
   }
   local declared = {}
   for _, key in ipairs(KEYS) do
@@ -255,6 +260,12 @@ def drive_start(bench: Bench) -> None:
     assert start() == [0, 1]  # no longer held: taken back
     assert bench.field("a", "attempts") == b"0"
     assert bench.start("never-held") == [0]
+    bench.hold(raw_job("cancelled"), raw_job("asked"))
+    bench.client.hset(bench.keys.job("cancelled"), "status", "cancelled")
+    bench.client.hset(bench.keys.job("asked"), mapping={"status": "queued", "cancel_requested": 1})
+    assert bench.start("cancelled", "asked") == [0, 0]  # not started, and dropped
+    assert bench.field("asked", "status") == b"cancelled"
+    assert bench.client.lpos(bench.keys.processing(WORKER), raw_job("asked")) is None
 
 
 def drive_ack(bench: Bench) -> None:
@@ -266,6 +277,12 @@ def drive_ack(bench: Bench) -> None:
     stale = bench.protocol.ack("b", raw_job("b"), result, 7)
     assert bench.settle(*calls, stale) == [1, 1, 0]
     assert bench.field("a", "status") == b"succeeded"
+    bench.hold(raw_job("c"))
+    bench.start("c")
+    bench.client.hset(bench.keys.job("c"), mapping={"cancel_requested": 1, "watched": 1})
+    assert bench.settle(bench.protocol.ack("c", raw_job("c"), result, 1)) == [2]
+    assert bench.field("c", "status") == b"cancelled"
+    assert bench.field("c", "result") is None
 
 
 def drive_retry(bench: Bench) -> None:
@@ -337,6 +354,37 @@ def drive_purge(bench: Bench) -> None:
     assert bench.client.lrange(bench.keys.dead, 0, -1) == [new]
 
 
+def drive_progress(bench: Bench) -> None:
+    bench.hold(raw_job("a"))
+    bench.start("a")
+    bench.client.hset(bench.keys.job("a"), "watched", 1)
+    assert bench.queue.run(bench.protocol.progress("a", 1, 0.5, "half", 1.0)) == 1
+    assert bench.field("a", "progress") == b"0.5"
+    assert bench.queue.run(bench.protocol.progress("a", 2, 0.6, "", 1.0)) == 0  # stale attempt
+
+
+def drive_watch(bench: Bench) -> None:
+    bench.client.hset(bench.keys.job("done"), mapping={"status": "succeeded", "result": "1"})
+    with Producer(client=bench.client, queue=bench.keys.queue) as producer:
+        assert producer.wait(["done"], timeout=5)["done"]["result"] == 1
+        producer.job("open")
+        assert bench.field("open", "watched") == b"1"
+        assert bench.client.ttl(bench.keys.job("open")) > 0
+
+
+def drive_cancel(bench: Bench) -> None:
+    with Producer(client=bench.client, queue=bench.keys.queue) as producer:
+        bench.client.lpush(bench.keys.ready, raw_job("queued"))
+        assert producer.cancel("queued").outcome is CancelOutcome.CANCELLED
+        assert bench.client.llen(bench.keys.ready) == 0
+        assert producer.cancel("queued").outcome is CancelOutcome.FINAL
+        bench.hold(raw_job("running"))
+        bench.start("running")
+        assert producer.cancel("running").outcome is CancelOutcome.REQUESTED
+        assert bench.field("running", "cancel_requested") is not None
+        assert producer.cancel("nobody").outcome is CancelOutcome.UNKNOWN
+
+
 DRIVERS: dict[str, Callable[[Bench], None]] = {
     "take": drive_take,
     "start": drive_start,
@@ -349,6 +397,9 @@ DRIVERS: dict[str, Callable[[Bench], None]] = {
     "promote": drive_promote,
     "revive": drive_revive,
     "purge": drive_purge,
+    "progress": drive_progress,
+    "watch": drive_watch,
+    "cancel": drive_cancel,
 }
 
 
@@ -371,7 +422,8 @@ def checked(monkeypatch: pytest.MonkeyPatch) -> CheckedLibraries:
         key_checked(WORKER_SCRIPTS, mark), key_checked(PRODUCER_SCRIPTS, mark)
     )
     monkeypatch.setattr(worker.jobs.protocol, "WORKER_SCRIPTS", libraries.worker)
-    monkeypatch.setattr(producer.dead_letters, "PRODUCER_SCRIPTS", libraries.producer)
+    for module in (producer.dead_letters, producer.client, producer.completions_thread):
+        monkeypatch.setattr(module, "PRODUCER_SCRIPTS", libraries.producer)
     return libraries
 
 

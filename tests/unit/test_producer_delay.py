@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -20,13 +21,15 @@ import pytest
 from typer.testing import CliRunner
 
 import producer.client
+from producer.async_client import AsyncProducer
 from producer.cli import app
-from producer.client import AsyncProducer, Producer, plan_batches
+from producer.client import Producer, plan_batches
+from producer.completions import Waiters, WaitForAll
 from producer.envelope import JobEnvelope, validate_envelope
 from producer.errors import InvalidSchedule, PartialPush, WaitTimeout
 from producer.keys import QueueKeys
 from producer.schedule import Schedule, epoch_ms, make_schedule, parse_at
-from producer.waiting import FIRST_PAUSE, LONGEST_PAUSE, Waiter
+from tests.conftest import wait_for
 from tests.unit.failing_client import FailingOnRound
 from worker.jobs.protocol import QueueProtocol, SyncQueue
 
@@ -209,21 +212,23 @@ def test_a_job_not_final_times_out_naming_how_many_are_pending(
     assert "1 of 2 job(s) still pending" in str(error)
 
 
-def test_wait_sees_jobs_finish_between_polls(fake_redis: fakeredis.FakeRedis) -> None:
-    producer = Producer(client=fake_redis, queue="q")
-    polls = 0
-    original = fake_redis.pipeline
-
-    def pipeline(transaction: bool = True) -> Any:
-        nonlocal polls
-        polls += 1
-        if polls == 3:  # the job finishes while the waiter sleeps
-            set_record(fake_redis, "a", status="succeeded")
-        return original(transaction=transaction)
-
-    fake_redis.pipeline = pipeline  # type: ignore[method-assign]
+def test_wait_hears_of_a_job_that_ends_later(fake_redis: fakeredis.FakeRedis) -> None:
+    """The worker's script records the outcome and publishes the id (a watched record)."""
     set_record(fake_redis, "a", status="running")
-    assert producer.wait(["a"])["a"]["status"] == "succeeded"
+    producer = Producer(client=fake_redis, queue="q")
+
+    def finish_later() -> None:
+        wait_for(lambda: fake_redis.hget(KEYS.job("a"), "watched"))
+        set_record(fake_redis, "a", status="succeeded", result="7")
+        fake_redis.publish(KEYS.done_channel, "a")
+
+    worker = threading.Thread(target=finish_later)
+    worker.start()
+    try:
+        assert producer.wait(["a"], timeout=10)["a"]["result"] == 7
+    finally:
+        worker.join()
+        producer.close()
 
 
 def test_a_negative_timeout_is_an_error(fake_redis: fakeredis.FakeRedis) -> None:
@@ -231,30 +236,19 @@ def test_a_negative_timeout_is_an_error(fake_redis: fakeredis.FakeRedis) -> None
         Producer(client=fake_redis, queue="q").wait(["a"], timeout=-1)
 
 
-def test_the_pause_grows_from_20_ms_to_1_s_and_the_last_poll_is_at_the_deadline() -> None:
-    now = [0.0]
-    waiter = Waiter(["a"], None, clock=lambda: now[0])
-    pauses = [waiter.next_pause() for _ in range(8)]
-    assert pauses[0] == FIRST_PAUSE
-    assert pauses == sorted(pauses)
-    assert pauses[-1] == LONGEST_PAUSE
-    limited = Waiter(["a"], 0.05, clock=lambda: now[0])
-    assert limited.next_pause() == FIRST_PAUSE
-    now[0] = 0.04
-    assert limited.next_pause() == pytest.approx(0.01)  # not past the deadline
-    now[0] = 0.05
-    with pytest.raises(WaitTimeout):
-        limited.next_pause()
-
-
 def test_a_record_no_longer_final_when_read_stays_pending() -> None:
-    waiter = Waiter(["a", "b"], None)
-    assert waiter.final_ids(["a", "b"], [b"dead", b"retrying"]) == ["a"]
-    waiter.finish(["a"], [{b"status": b"queued"}])  # revived between the two reads
-    assert waiter.pending == ["a", "b"]
-    waiter.finish(["a"], [{b"status": b"dead", b"reason": b"x"}])
-    assert waiter.pending == ["b"]
-    assert waiter.records == {"a": {"status": "dead", "reason": "x"}}
+    waiters = Waiters("coroq")
+    wait = WaitForAll(["a", "b"], None, threading.Event())
+    waiters.add(KEYS, wait.deliveries)
+    waiters.finish_if_final("q", "a", {b"status": b"queued"})  # revived before it was read
+    assert wait.pending == {"a", "b"}
+    waiters.finish_if_final("q", "a", [b"status", b"dead", b"reason", b"x"])
+    assert wait.pending == {"b"}
+    assert wait.records == {"a": {"status": "dead", "reason": "x"}}
+    assert not wait.event.is_set()
+    waiters.finish_if_final("q", "b", {b"status": b"cancelled"})
+    assert wait.event.is_set()
+    assert list(wait.result()) == ["a", "b"]
 
 
 def test_the_async_twin_pushes_delayed_jobs_and_waits() -> None:

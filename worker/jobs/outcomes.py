@@ -51,32 +51,42 @@ class OutcomeStore:
         call = queue.protocol.dead_letter(job.id, job.raw, job.task, failure, None)
         return bool(await self._run(queue, call))
 
-    async def succeed(self, running: RunningJob, result_json: bytes) -> bool:
+    # `succeed`, `dead` and `retry` return 1 when written, CANCELLED_INSTEAD when a producer
+    # had asked for the job to be cancelled (recorded `cancelled` then), 0 when not held.
+
+    async def succeed(self, running: RunningJob, result_json: bytes) -> int:
         job = running.job
         queue = self._queues[job.queue]
         call = queue.protocol.ack(job.id, job.raw, result_json, running.attempt)
-        return bool(await self._run(queue, call))
+        return int(await self._run(queue, call))
 
-    async def dead(self, running: RunningJob, error: JobError) -> bool:
+    async def dead(self, running: RunningJob, error: JobError) -> int:
         job = running.job
         queue = self._queues[job.queue]
         call = queue.protocol.dead_letter(
             job.id, job.raw, job.task, failure_of(error), running.attempt
         )
-        return bool(await self._run(queue, call))
+        return int(await self._run(queue, call))
 
-    async def retry(self, running: RunningJob, error: JobError, delay: float) -> bool:
+    async def retry(self, running: RunningJob, error: JobError, delay: float) -> int:
         """Move the job to the delayed set, due in `delay` seconds, and record the failure."""
         job = running.job
         queue = self._queues[job.queue]
         due_ms = int((time.time() + delay) * 1000)
         call = queue.protocol.retry(job.id, job.raw, failure_of(error), running.attempt, due_ms)
-        scheduled = bool(await self._run(queue, call))
-        if scheduled:
+        scheduled = int(await self._run(queue, call))
+        if scheduled == 1:
             # The consumers promote due jobs each time they take; an idle one is blocked in
             # its pop, so promote this one at its due time (pushing it wakes the pop).
             asyncio.get_running_loop().call_later(delay, self._promote_later, queue)
         return scheduled
+
+    async def progress(self, running: RunningJob, fraction: float, note: str, at: float) -> bool:
+        """Record the job's progress, once (no waiting out an outage: it is best effort)."""
+        job = running.job
+        queue = self._queues[job.queue]
+        call = queue.protocol.progress(job.id, running.attempt, fraction, note, at)
+        return bool(await queue.run(call))
 
     async def requeue(self, running: RunningJob, *, give_up_after: float) -> bool:
         """Return a job stopped by shutdown to the front of its queue, its start taken back."""

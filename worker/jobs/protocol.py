@@ -30,15 +30,27 @@ log = structlog.get_logger()
 
 WORKER_SCRIPTS = ScriptLibrary(
     "worker.jobs",
-    ("take", "start", "ack", "retry", "dead", "requeue", "adopt", "recover", "promote"),
+    (
+        "take",
+        "start",
+        "ack",
+        "retry",
+        "dead",
+        "requeue",
+        "adopt",
+        "recover",
+        "promote",
+        "progress",
+    ),
     uses={
+        "progress": ("notify",),
         "take": ("promote",),
         "promote": ("promote",),
-        "start": ("records",),
+        "start": ("records", "cancel", "notify"),
         "requeue": ("records",),
-        "ack": ("fence",),
-        "retry": ("fence",),
-        "dead": ("fence",),
+        "ack": ("fence", "cancel", "notify"),
+        "retry": ("fence", "cancel", "notify"),
+        "dead": ("fence", "cancel", "notify"),
     },
     job_batch_scripts=frozenset({"ack"}),
 )
@@ -81,14 +93,23 @@ class Taken:
     suspects: int
 
 
+# What ack, retry and dead return for a job a producer had asked to cancel while it ran: it
+# was recorded `cancelled` instead (lib/cancel.lua).
+CANCELLED_INSTEAD = 2
+
+
 @dataclass(frozen=True, slots=True)
 class Started:
     """What counting a job's start found: the attempt that starts now (0: no longer held by
-    this worker; negative: not started, minus the attempts made, all it may make used up),
-    and how many of its lost attempts were forgiven."""
+    this worker, or cancelled; negative: not started, minus the attempts made, all it may make
+    used up), and how many of its lost attempts were forgiven (-1: cancelled)."""
 
     attempt: int
     forgiven: int
+
+    @property
+    def cancelled(self) -> bool:
+        return self.attempt == 0 and self.forgiven < 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +270,13 @@ class QueueProtocol:
             "recover",
             [keys.processing(owner), keys.worker(owner), keys.ready, keys.suspects, *records],
             [owner, len(held), "own" if own else ""],
+        )
+
+    def progress(
+        self, job_id: str, attempt: int, fraction: float, note: str, at: float
+    ) -> ScriptCall:
+        return ScriptCall(
+            "progress", [self.keys.job(job_id)], [repr(fraction), note, repr(at), str(attempt)]
         )
 
     def promote(self, now_ms: int) -> ScriptCall:

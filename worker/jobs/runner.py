@@ -25,7 +25,8 @@ from worker.context import JobInfo, set_current_job
 from worker.errors import HandlerFailed, JobError, JobTimeout, ResultNotSerializable, WorkerLost
 from worker.jobs.decode import ReceivedJob
 from worker.jobs.outcomes import OutcomeStore
-from worker.jobs.protocol import Failure
+from worker.jobs.progress import ProgressReporter
+from worker.jobs.protocol import CANCELLED_INSTEAD, Failure
 from worker.jobs.running import JobDone, RunningJob
 from worker.metrics import WorkerMetrics
 from worker.registry import TaskSpec
@@ -79,12 +80,22 @@ class JobRunner:
         for entry, found in zip(batch, starts, strict=True):
             if found.attempt == 0:
                 job = entry.job
-                log.warning("job.not_held", job_id=job.id, task=job.task, queue=job.queue)
+                if found.cancelled:
+                    log.info(
+                        "job.cancelled",
+                        job_id=job.id,
+                        task=job.task,
+                        queue=job.queue,
+                        started=False,
+                    )
+                    self._metrics.job_finished(job.queue, job.task, "cancelled", None)
+                else:
+                    log.warning("job.not_held", job_id=job.id, task=job.task, queue=job.queue)
                 continue
             entry.attempt, entry.forgiven = abs(found.attempt), found.forgiven
             entry.used_up = found.attempt < 0
-            task = loop.create_task(self.run(entry))
-            task.add_done_callback(functools.partial(done, entry))
+            entry.task = loop.create_task(self.run(entry))
+            entry.task.add_done_callback(functools.partial(done, entry))
 
     async def _reject_all(self, batch: list[RunningJob], error: Exception) -> None:
         failure = Failure("worker_error", f"the worker could not start it: {error!r}", "")
@@ -99,14 +110,30 @@ class JobRunner:
         job = running.job
         # Every log line of this task (the handler's too) carries the job's context; the
         # task has a context of its own, so nothing needs undoing at the end.
-        set_current_job(JobInfo(job.id, job.task, job.queue, running.attempt, job.max_attempts))
+        reporter = ProgressReporter(
+            asyncio.get_running_loop(), functools.partial(self._store.progress, running)
+        )
+        set_current_job(
+            JobInfo(job.id, job.task, job.queue, running.attempt, job.max_attempts, reporter)
+        )
         try:
+            if running.cancel_requested:  # cancelled between its start and now
+                raise asyncio.CancelledError
             await self._run_attempt(running)
         except asyncio.CancelledError:
-            # Only shutdown cancels a job (timeouts are handled inside); whatever step it was
-            # at, the job goes back to its queue if this worker holds it.
+            if running.cancel_requested:
+                # A producer cancelled it: the attempt ends here, recorded `cancelled`.
+                this_task = asyncio.current_task()
+                if this_task is not None:
+                    this_task.uncancel()
+                await self._settle_cancelled(running)
+                return
+            # Otherwise only shutdown cancels a job (timeouts are handled inside); whatever
+            # step it was at, the job goes back to its queue if this worker holds it.
             await self._requeue_after_cancel(running)
             raise
+        finally:
+            reporter.stop()
 
     async def _run_attempt(self, running: RunningJob) -> None:
         self._http.install()
@@ -182,7 +209,10 @@ class JobRunner:
 
     async def _succeed(self, running: RunningJob, result_json: bytes, duration_ms: float) -> None:
         job = running.job
-        if await self._store.succeed(running, result_json):
+        settled = await self._store.succeed(running, result_json)
+        if settled == CANCELLED_INSTEAD:
+            self._cancelled(running, duration_ms)
+        elif settled:
             log.info("job.succeeded", duration_ms=duration_ms)
             self.finished_total += 1
             self._metrics.job_finished(job.queue, job.task, "succeeded", duration_ms / 1000)
@@ -206,7 +236,10 @@ class JobRunner:
         if isinstance(decision, GiveUp):
             await self._give_up(running, error, duration_ms)
             return
-        if await self._store.retry(running, error, decision.delay):
+        settled = await self._store.retry(running, error, decision.delay)
+        if settled == CANCELLED_INSTEAD:
+            self._cancelled(running, duration_ms)
+        elif settled:
             log.info("job.retrying", reason=error.reason, delay_s=round(decision.delay, 3))
             self._metrics.job_finished(job.queue, job.task, "retried", duration_ms / 1000)
         else:
@@ -216,13 +249,36 @@ class JobRunner:
         self, running: RunningJob, error: JobError, duration_ms: float | None
     ) -> None:
         job = running.job
-        if await self._store.dead(running, error):
+        settled = await self._store.dead(running, error)
+        if settled == CANCELLED_INSTEAD:
+            self._cancelled(running, duration_ms)
+        elif settled:
             log.error("job.dead", reason=error.reason, error=str(error), attempts=running.attempt)
             self.finished_total += 1
             duration_s = None if duration_ms is None else duration_ms / 1000
             self._metrics.job_finished(job.queue, job.task, "dead", duration_s)
         else:
             log.warning("job.ack_lost", outcome="dead", reason=error.reason)
+
+    async def _settle_cancelled(self, running: RunningJob) -> None:
+        """Record a job cancelled by a producer while it ran (the ack script sees the request
+        and records `cancelled`, dropping the result)."""
+        try:
+            settled = await self._store.succeed(running, b"null")
+        except Exception as exc:  # noqa: BLE001 - the job stays in the processing list
+            log.error("job.cancel_unrecorded", error=f"{type(exc).__name__}: {exc}")
+            return
+        if settled == CANCELLED_INSTEAD:
+            self._cancelled(running, None)
+        else:  # it had ended already (its outcome was written before the request)
+            log.info("job.cancel_too_late", held=bool(settled))
+
+    def _cancelled(self, running: RunningJob, duration_ms: float | None) -> None:
+        job = running.job
+        log.info("job.cancelled", started=True, duration_ms=duration_ms)
+        self.finished_total += 1
+        duration_s = None if duration_ms is None else duration_ms / 1000
+        self._metrics.job_finished(job.queue, job.task, "cancelled", duration_s)
 
     async def _requeue_after_cancel(self, running: RunningJob) -> None:
         job = running.job

@@ -31,6 +31,8 @@ class RunningJob:
     used_up: bool = False  # not started: its attempts are used up (lost while alone)
     # The task that runs the job: the one that counts its start, then the job's own.
     task: asyncio.Task[Any] | None = None
+    # A producer asked for it to be cancelled (docs/futures.md#cancel).
+    cancel_requested: bool = False
 
     @property
     def held_attempt(self) -> int:
@@ -84,6 +86,22 @@ class RunningJobs:
             return None
         with self._condition:
             return next((e.job for e in self._entries if e.task is task), None)
+
+    def cancel_by_request(self, queue: str, job_id: str) -> int:
+        """A producer cancelled this job: cancel its coroutine if it runs here (its runner
+        then records it `cancelled`). Call on the loop; returns how many attempts it found."""
+        with self._condition:
+            found = [e for e in self._entries if e.job.id == job_id and e.job.queue == queue]
+        for entry in found:
+            entry.cancel_requested = True
+            if entry.attempt > 0 and entry.task is not None:  # its own task, not its batch's
+                entry.task.cancel()
+        return len(found)
+
+    def ids(self, queue: str) -> list[str]:
+        """The ids of the jobs of `queue` that run here."""
+        with self._condition:
+            return [e.job.id for e in self._entries if e.job.queue == queue]
 
     def cancel_all(self) -> int:
         """Cancel every running job (shutdown); each requeues itself. Call on the loop."""

@@ -27,6 +27,7 @@ from producer.connection import async_client, sync_client
 from producer.errors import CoroqError
 from producer.keys import QueueKeys
 from worker.cpu_affinity import available_cpus, format_cpu_list
+from worker.jobs.cancels import CancelListener
 from worker.jobs.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread, JobPath
 from worker.jobs.decode import decode_job
 from worker.jobs.outcomes import OutcomeStore
@@ -213,6 +214,8 @@ class Worker:
             metrics=self.metrics,
             on_suspects=self._suspects_found,
         )
+        cancels = CancelListener(client, [queue.protocol.keys for queue in queues], self.running)
+        self._housekeeping.append(asyncio.create_task(cancels.run(), name="cancels"))
         for name, step in (("reaper", self.reaper.step), ("reaper.scan", self.reaper.scan_step)):
             self._housekeeping.append(
                 asyncio.create_task(run_periodically(name, step, outages), name=name)

@@ -11,17 +11,30 @@
 -- ARGV[6]  finished_at (epoch seconds)
 -- ARGV[7]  record TTL (seconds)
 -- ARGV[8]  the attempt that failed ('' for a job that never started)
--- Returns 1 when dead-lettered (now, or by this same call before its reply was lost), 0 when
--- the job was no longer held by this attempt.
-local seen = redis.call('HMGET', KEYS[3], 'attempts', 'status')
-local held = release_held(KEYS[1], ARGV[1], seen[1], seen[2], ARGV[8], STATUS.dead, false)
+-- A job whose cancel was requested while it ran is recorded `cancelled` instead, and does not
+-- go to the dead list (lib/cancel.lua).
+-- Returns 1 when dead-lettered (now, or by this same call before its reply was lost), 2 when
+-- recorded as cancelled instead, 0 when the job was no longer held by this attempt.
+local seen = redis.call('HMGET', KEYS[3], 'attempts', 'status', 'watched', 'cancel_requested')
+local outcome, status = 1, STATUS.dead
+if seen[4] then
+  outcome, status = 2, STATUS.cancelled
+end
+local held = release_held(KEYS[1], ARGV[1], seen[1], seen[2], ARGV[8], status, false)
 if held == 'settled' then
-  return 1
+  return outcome
 elseif not held then
   return 0
 end
-redis.call('LPUSH', KEYS[2], ARGV[2])
-redis.call('HSET', KEYS[3], 'status', STATUS.dead, 'reason', ARGV[3], 'error', ARGV[4],
-  'traceback', ARGV[5], 'finished_at', ARGV[6])
-redis.call('EXPIRE', KEYS[3], ARGV[7])
-return 1
+if outcome == 2 then
+  mark_cancelled(KEYS[3], ARGV[6], ARGV[7])
+else
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  redis.call('HSET', KEYS[3], 'status', STATUS.dead, 'reason', ARGV[3], 'error', ARGV[4],
+    'traceback', ARGV[5], 'finished_at', ARGV[6])
+  redis.call('EXPIRE', KEYS[3], ARGV[7])
+end
+if seen[3] then
+  notify_done(KEYS[3])
+end
+return outcome

@@ -10,14 +10,27 @@
 -- ARGV[5]  traceback ('' when none)
 -- ARGV[6]  record TTL (seconds)
 -- ARGV[7]  the attempt that failed
--- Returns 1 when scheduled (now, or by this same call before its reply was lost), 0 when the
--- job was no longer held by this attempt.
-local seen = redis.call('HMGET', KEYS[3], 'attempts', 'status')
-local held = release_held(KEYS[1], ARGV[1], seen[1], seen[2], ARGV[7], STATUS.retrying, false)
+-- A job whose cancel was requested while it ran is recorded `cancelled` instead, and is not
+-- tried again (lib/cancel.lua).
+-- Returns 1 when scheduled (now, or by this same call before its reply was lost), 2 when
+-- recorded as cancelled instead, 0 when the job was no longer held by this attempt.
+local seen = redis.call('HMGET', KEYS[3], 'attempts', 'status', 'watched', 'cancel_requested')
+local outcome, status = 1, STATUS.retrying
+if seen[4] then
+  outcome, status = 2, STATUS.cancelled
+end
+local held = release_held(KEYS[1], ARGV[1], seen[1], seen[2], ARGV[7], status, false)
 if held == 'settled' then
-  return 1
+  return outcome
 elseif not held then
   return 0
+end
+if outcome == 2 then
+  mark_cancelled(KEYS[3], tostring(tonumber(redis.call('TIME')[1])), ARGV[6])
+  if seen[3] then
+    notify_done(KEYS[3])
+  end
+  return 2
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[3], 'status', STATUS.retrying, 'reason', ARGV[3], 'error', ARGV[4],

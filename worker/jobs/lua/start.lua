@@ -20,13 +20,18 @@
 -- then for job i, four arguments from ARGV[6 + 4 * (i - 1)]:
 --          its raw bytes as held, task name, max_attempts in force for it, enqueued_at as the
 --          producer stamped it ('' when unknown)
--- Returns two numbers per job: the attempt number that starts now (0: not held; minus the
--- attempts made: not started, its held attempts used up), and its `forgiven` count.
+-- A job cancelled before it started, or whose cancel was requested while it ran on a worker
+-- that was then lost, is not started: it leaves the processing list, `cancelled` for good
+-- (lib/cancel.lua).
+-- Returns two numbers per job: the attempt number that starts now (0: not started: not held,
+-- or cancelled; minus the attempts made: not started, its held attempts used up), and its
+-- `forgiven` count (-1 for a job cancelled).
 local results = {}
 for i = 1, #KEYS - 1 do
   local record = KEYS[i + 1]
   local base = 6 + 4 * (i - 1)
-  local seen = redis.call('HMGET', record, 'start_token', 'attempts', 'forgiven', 'group')
+  local seen = redis.call('HMGET', record, 'start_token', 'attempts', 'forgiven', 'group',
+    'status', 'cancel_requested', 'watched')
   local ours = seen[1] == ARGV[4]
   local attempts = tonumber(seen[2] or '0')
   local forgiven = tonumber(seen[3] or '0')
@@ -38,6 +43,15 @@ for i = 1, #KEYS - 1 do
     end
   elseif ours then
     attempt = attempts
+  elseif seen[5] == STATUS.cancelled or seen[6] then
+    attempt, forgiven = 0, -1
+    redis.call('LREM', KEYS[1], 1, ARGV[base])
+    if seen[5] ~= STATUS.cancelled then
+      mark_cancelled(record, now_text(), ARGV[2])
+      if seen[7] then
+        notify_done(record)
+      end
+    end
   elseif attempts - forgiven >= tonumber(ARGV[base + 2]) then
     attempt = -attempts
   else

@@ -1,0 +1,246 @@
+"""The producer API for asyncio code: `await AsyncProducer(url).push("echo", "hi")`, and
+jobs as asyncio futures (`submit`, `job`; docs/futures.md).
+
+Pushing is shared with `Producer` (`producer.batches`); waiting on jobs goes through the
+producer's completion listener (`producer.completions`), started on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Coroutine, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import redis
+import redis.asyncio
+import structlog
+
+from producer.batches import (
+    DEFAULT_BATCH_SIZE,
+    ProducerBase,
+    partial_push,
+    plan_batches,
+    rounds,
+    schedule_of_push,
+    send_batch,
+)
+from producer.cancelling import Cancelled, ReadDelayed, ReadReady, cancel_steps
+from producer.completions import CompletionListener, WaitForAll
+from producer.connection import DEFAULT_REDIS_URL, async_client
+from producer.envelope import JobEnvelope, build_envelope
+from producer.futures import AsyncJob
+from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE
+from producer.records import decode_record
+from producer.schedule import Schedule, make_schedule
+from producer.scripts import PRODUCER_SCRIPTS, AsyncScripts
+
+log = structlog.get_logger()
+
+
+class AsyncProducer(ProducerBase):
+    """Pushes jobs to Redis from asyncio code; the same API as `Producer`, awaited."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_REDIS_URL,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        prefix: str = DEFAULT_PREFIX,
+        client: redis.asyncio.Redis | None = None,
+    ) -> None:
+        super().__init__(queue=queue, prefix=prefix)
+        self.redis = client if client is not None else async_client(url, max_connections=32)
+        self._listener: CompletionListener | None = None
+        self._background: set[asyncio.Future[None]] = set()
+
+    async def push(
+        self,
+        task: str,
+        *args: Any,
+        _queue: str | None = None,
+        _id: str | None = None,
+        _max_attempts: int | None = None,
+        _timeout: float | None = None,
+        _front: bool = False,
+        _delay: float | timedelta | None = None,
+        _at: datetime | None = None,
+        **kwargs: Any,
+    ) -> str:
+        schedule = schedule_of_push(_delay, _at, _front)
+        envelope = build_envelope(
+            task, args, kwargs, job_id=_id, max_attempts=_max_attempts, timeout=_timeout
+        )
+        return (await self._push([envelope], _queue, _front, schedule, DEFAULT_BATCH_SIZE))[0]
+
+    async def push_many(
+        self,
+        envelopes: Sequence[JobEnvelope],
+        *,
+        queue: str | None = None,
+        front: bool = False,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> list[str]:
+        schedule = make_schedule(delay, at, front=front)
+        return await self._push(envelopes, queue, front, schedule, batch_size)
+
+    async def _push(
+        self,
+        envelopes: Sequence[JobEnvelope],
+        queue: str | None,
+        front: bool,
+        schedule: Schedule | None,
+        batch_size: int,
+    ) -> list[str]:
+        keys = self.keys_for(queue)
+        pushed: list[str] = []
+        batches = plan_batches(
+            envelopes, keys, front=front, schedule=schedule, batch_size=batch_size
+        )
+        for group in rounds(batches):
+            try:
+                if len(group) == 1:  # as in `Producer._push`
+                    await send_batch(self.redis, group[0])
+                else:
+                    pipe = self.redis.pipeline(transaction=True)
+                    for batch in group:
+                        send_batch(pipe, batch)
+                    await pipe.execute()
+            except redis.RedisError as exc:
+                raise partial_push(pushed, group, len(envelopes), front, exc) from exc
+            for batch in group:
+                pushed.extend(batch.ids)
+        return pushed[::-1] if front else pushed
+
+    async def status(self, job_id: str, *, queue: str | None = None) -> dict[str, Any] | None:
+        record = decode_record(await self.redis.hgetall(self.keys_for(queue).job(job_id)))
+        return record or None  # (a record holding only a waiting producer's mark is none)
+
+    async def wait(
+        self,
+        ids: Iterable[str],
+        *,
+        queue: str | None = None,
+        # The twin of `Producer.wait(timeout=)`; an `asyncio.timeout` around the call would
+        # lose the records found so far, which `WaitTimeout` carries.
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109
+    ) -> dict[str, dict[str, Any]]:
+        """`Producer.wait`, awaited: the final record of each job, or `WaitTimeout`."""
+        keys = self.keys_for(queue)
+        wait = WaitForAll(ids, timeout, asyncio.Event())
+        listener = self._completions()
+        await listener.watch(keys, wait.deliveries)
+        try:
+            await asyncio.wait_for(wait.event.wait(), wait.timeout)
+        except TimeoutError:
+            for job_id, deliver in wait.deliveries.items():
+                listener.forget(keys.queue, job_id, deliver)
+            raise wait.timed_out() from None
+        return wait.result()
+
+    async def submit(
+        self,
+        task: str,
+        *args: Any,
+        _queue: str | None = None,
+        _id: str | None = None,
+        _max_attempts: int | None = None,
+        _timeout: float | None = None,
+        _front: bool = False,
+        _delay: float | timedelta | None = None,
+        _at: datetime | None = None,
+        **kwargs: Any,
+    ) -> AsyncJob:
+        """`push`, returning the job's future (an `asyncio.Future`): its result once the job
+        succeeds, `JobFailed` once it is dead; cancelled when the job is. Returns once Redis
+        knows the producer waits on it."""
+        job_id = await self.push(
+            task,
+            *args,
+            _queue=_queue,
+            _id=_id,
+            _max_attempts=_max_attempts,
+            _timeout=_timeout,
+            _front=_front,
+            _delay=_delay,
+            _at=_at,
+            **kwargs,
+        )
+        keys = self.keys_for(_queue)
+        job = self._new_job(job_id, keys.queue)
+        await self._completions().watch(keys, {job_id: job.settle}, {job_id: job.progressed})
+        return job
+
+    def job(self, job_id: str, *, queue: str | None = None) -> AsyncJob:
+        """The future of a job pushed by anyone (any producer, any language), by its id.
+        Call it in a coroutine: the wait starts in the background on the running loop."""
+        keys = self.keys_for(queue)
+        job = self._new_job(job_id, keys.queue)
+        self._in_background(
+            self._completions().watch(keys, {job_id: job.settle}, {job_id: job.progressed})
+        )
+        return job
+
+    async def cancel(self, job_id: str, *, queue: str | None = None) -> Cancelled:
+        """`Producer.cancel`, awaited."""
+        keys = self.keys_for(queue)
+        steps = cancel_steps(keys, job_id)
+        reply: Any = None
+        try:
+            while True:
+                step = steps.send(reply)
+                if isinstance(step, ReadReady):
+                    reply = await self.redis.lrange(keys.ready, step.start, step.stop)
+                elif isinstance(step, ReadDelayed):
+                    reply = await self.redis.zrange(keys.delayed, step.start, step.stop)
+                else:
+                    reply = await self._scripts.run(step)
+        except StopIteration as done:
+            return cast("Cancelled", done.value)
+
+    @functools.cached_property
+    def _scripts(self) -> AsyncScripts:
+        return AsyncScripts(self.redis, PRODUCER_SCRIPTS)
+
+    def _new_job(self, job_id: str, queue: str) -> AsyncJob:
+        loop = asyncio.get_running_loop()
+        return AsyncJob(job_id, queue, self._cancel_in_background, loop=loop)
+
+    def _cancel_in_background(self, job_id: str, queue: str) -> None:
+        self._in_background(self._cancel_quietly(job_id, queue))
+
+    async def _cancel_quietly(self, job_id: str, queue: str) -> None:
+        try:
+            await self.cancel(job_id, queue=queue)
+        except redis.RedisError as exc:
+            log.error("producer.cancel_failed", job_id=job_id, queue=queue, error=str(exc))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        # A failed watch has already failed its job's future; nothing more to report.
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    def _completions(self) -> CompletionListener:
+        if self._listener is None:
+            self._listener = CompletionListener(self.redis, self.prefix)
+        return self._listener
+
+    async def close(self) -> None:
+        """Close the connections; waits still pending end with `ProducerClosed` (the jobs go
+        on; cancel them explicitly if they should not)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._listener is not None:
+            await self._listener.close()
+        await self.redis.aclose()
+
+    async def __aenter__(self) -> AsyncProducer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

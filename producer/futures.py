@@ -1,0 +1,125 @@
+"""Jobs as futures (docs/futures.md): `AsyncJob` is an `asyncio.Future`, `Job` a
+`concurrent.futures.Future`, each standing for one job pushed to Redis and run by any worker.
+
+A job's future resolves to the job's result when it succeeds, raises `JobFailed` when it ends
+dead, and is cancelled when the job is cancelled. Cancelling the future cancels the job
+itself, on whichever worker runs it (as cancelling an asyncio task cancels its coroutine):
+so does anything that cancels what it awaits, `asyncio.wait_for` at its timeout included.
+Wait through `asyncio.shield(job)` to stop waiting without cancelling the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from typing import Any
+
+from producer.errors import JobFailed
+from producer.statuses import JobStatus
+
+# Asks Redis to cancel the job (the future is cancelled locally at once).
+CancelJob = Callable[[str, str], None]
+
+
+def _outcome_of(job_id: str, record: dict[str, Any]) -> tuple[str, Any]:
+    """('result', value), ('error', JobFailed) or ('cancelled', None) for a final record."""
+    status = record.get("status")
+    if status == JobStatus.SUCCEEDED:
+        return "result", record.get("result")
+    if status == JobStatus.DEAD:
+        return "error", JobFailed(job_id, record)
+    return "cancelled", None
+
+
+class AsyncJob(asyncio.Future[Any]):
+    """A job pushed to Redis, as an asyncio future (`AsyncProducer.submit`, `.job`)."""
+
+    def __init__(
+        self, job_id: str, queue: str, cancel_job: CancelJob, *, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__(loop=loop)
+        self.id = job_id
+        self.queue = queue
+        self.record: dict[str, Any] | None = None  # the final record, once there is one
+        self.progress: float | None = None  # as the task last reported it (0 to 1)
+        self.progress_note: str | None = None
+        self._cancel_job = cancel_job
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        """Cancel the job itself (queued, delayed or running), and this future at once."""
+        if self.done():
+            return False
+        self._cancel_job(self.id, self.queue)
+        return super().cancel(msg)
+
+    def settle(self, outcome: dict[str, Any] | BaseException) -> None:
+        """Resolve from the job's final record (or the error that ended the wait)."""
+        if self.done():
+            return
+        if isinstance(outcome, BaseException):
+            self.set_exception(outcome)
+            return
+        self.record = outcome
+        self.progressed(outcome)
+        kind, value = _outcome_of(self.id, outcome)
+        if kind == "result":
+            self.set_result(value)
+        elif kind == "error":
+            self.set_exception(value)
+        else:
+            super().cancel(f"job {self.id} was cancelled")
+
+    def progressed(self, record: dict[str, Any]) -> None:
+        """The job, still running, reported progress."""
+        self.progress = record.get("progress")
+        self.progress_note = record.get("progress_note")
+
+    def __repr__(self) -> str:
+        return f"<AsyncJob {self.id} queue={self.queue} {self._state.lower()}>"
+
+
+class Job(concurrent.futures.Future[Any]):
+    """A job pushed to Redis, as a `concurrent.futures.Future` (`Producer.submit`, `.job`)."""
+
+    def __init__(self, job_id: str, queue: str, cancel_job: CancelJob) -> None:
+        super().__init__()
+        self.id = job_id
+        self.queue = queue
+        self.record: dict[str, Any] | None = None
+        self.progress: float | None = None
+        self.progress_note: str | None = None
+        self._cancel_job = cancel_job
+
+    def cancel(self) -> bool:
+        """Cancel the job itself (queued, delayed or running), and this future at once."""
+        if self.done():
+            return False
+        self._cancel_job(self.id, self.queue)
+        return super().cancel()
+
+    def settle(self, outcome: dict[str, Any] | BaseException) -> None:
+        """As `AsyncJob.settle`; called from the producer's listener thread."""
+        try:
+            if isinstance(outcome, BaseException):
+                self.set_exception(outcome)
+                return
+            self.record = outcome
+            self.progressed(outcome)
+            kind, value = _outcome_of(self.id, outcome)
+            if kind == "result":
+                self.set_result(value)
+            elif kind == "error":
+                self.set_exception(value)
+            else:
+                super().cancel()
+        except concurrent.futures.InvalidStateError:
+            pass  # cancelled meanwhile by its owner
+
+    def progressed(self, record: dict[str, Any]) -> None:
+        """The job, still running, reported progress (from the listener's thread)."""
+        self.progress = record.get("progress")
+        self.progress_note = record.get("progress_note")
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} queue={self.queue} {self._state.lower()}>"

@@ -1,0 +1,11 @@
+-- Cancelling a job by request (docs/futures.md#cancel). A producer cancels a job that has
+-- not started by giving its record the final status `cancelled`, and asks for a running one
+-- to be stopped by setting `cancel_requested`: the worker running it cancels its coroutine,
+-- and whichever script settles the attempt (ack, retry, dead), or starts it again after a
+-- recovery (start), records `cancelled` instead, dropping any result.
+local function mark_cancelled(record, finished_at, ttl)
+  redis.call('HSET', record, 'status', STATUS.cancelled, 'reason', 'by_request',
+    'error', 'cancelled by request', 'finished_at', finished_at)
+  redis.call('HDEL', record, 'result', 'traceback', 'next_attempt_at')
+  redis.call('EXPIRE', record, ttl)
+end
