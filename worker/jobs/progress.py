@@ -10,9 +10,11 @@ Redis refuses or misses (an outage) is logged and the job goes on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import structlog
 
@@ -23,8 +25,11 @@ MIN_INTERVAL = 0.25
 # Longest note kept (the record is not a log).
 MAX_NOTE = 200
 
+T = TypeVar("T")
 # Writes (fraction, note, at) for the job; True when recorded.
 WriteProgress = Callable[[float, str, float], Awaitable[bool]]
+# The same, for the attempt given first.
+WriteProgressOf = Callable[[T, float, str, float], Awaitable[bool]]
 
 
 def checked_fraction(fraction: float) -> float:
@@ -33,6 +38,36 @@ def checked_fraction(fraction: float) -> float:
     if math.isnan(fraction) or not 0 <= fraction <= 1:
         raise ValueError(f"progress must be from 0 to 1, not {fraction!r}")
     return float(fraction)
+
+
+class ProgressHandle:
+    """What `current_job().progress` calls: it makes the attempt's `ProgressReporter` on the
+    first report only (most jobs report none), and lets go of everything once the attempt ends
+    (the job's context holds it, and the context lives as long as the job's task)."""
+
+    __slots__ = ("_attempt", "_loop", "_reporter", "_write")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, write: WriteProgressOf[T], attempt: T
+    ) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = loop
+        self._write: WriteProgressOf[Any] | None = write
+        self._attempt: Any = attempt
+        self._reporter: ProgressReporter | None = None
+
+    def report(self, fraction: float, note: str = "") -> None:
+        if self._reporter is None:
+            if self._loop is None or self._write is None:
+                raise RuntimeError("the attempt has ended: its progress can no longer change")
+            write = functools.partial(self._write, self._attempt)
+            self._reporter = ProgressReporter(self._loop, write)
+        self._reporter.report(fraction, note)
+
+    def close(self) -> None:
+        """The attempt ended: stop writing, drop the references."""
+        if self._reporter is not None:
+            self._reporter.stop()
+        self._loop = self._write = self._attempt = self._reporter = None
 
 
 class ProgressReporter:

@@ -25,7 +25,7 @@ from worker.context import JobInfo, set_current_job
 from worker.errors import HandlerFailed, JobError, JobTimeout, ResultNotSerializable, WorkerLost
 from worker.jobs.decode import ReceivedJob
 from worker.jobs.outcomes import OutcomeStore
-from worker.jobs.progress import ProgressReporter
+from worker.jobs.progress import ProgressHandle
 from worker.jobs.protocol import CANCELLED_INSTEAD, Failure
 from worker.jobs.running import JobDone, RunningJob
 from worker.metrics import WorkerMetrics
@@ -110,11 +110,9 @@ class JobRunner:
         job = running.job
         # Every log line of this task (the handler's too) carries the job's context; the
         # task has a context of its own, so nothing needs undoing at the end.
-        reporter = ProgressReporter(
-            asyncio.get_running_loop(), functools.partial(self._store.progress, running)
-        )
+        progress = ProgressHandle(asyncio.get_running_loop(), self._store.progress, running)
         set_current_job(
-            JobInfo(job.id, job.task, job.queue, running.attempt, job.max_attempts, reporter)
+            JobInfo(job.id, job.task, job.queue, running.attempt, job.max_attempts, progress)
         )
         try:
             if running.cancel_requested:  # cancelled between its start and now
@@ -133,7 +131,7 @@ class JobRunner:
             await self._requeue_after_cancel(running)
             raise
         finally:
-            reporter.stop()
+            progress.close()
 
     async def _run_attempt(self, running: RunningJob) -> None:
         self._http.install()
