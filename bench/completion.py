@@ -2,7 +2,7 @@
 how fast a cancel reaches a running job (docs/futures.md).
 
     python bench/completion.py [--jobs 300] [--pending 10000] [--cancels 30] [--rounds 3]
-                               [--json PATH]
+                               [--peers arq,saq,celery] [--json PATH]
 
 Starts a private redis-server on a free port and one real worker process (`python -m worker
 --concurrency 100 --tasks bench.tasks`), then per round:
@@ -19,6 +19,12 @@ Starts a private redis-server on a free port and one real worker process (`pytho
 4. **cancel**: `--cancels` times, a running `bench.cancellable` job (it awaits an hour) is
    cancelled with `await p.cancel(id)`; the latency is from just before the call to the
    moment the handler's `except CancelledError` takes the time (it writes it to a file).
+
+With `--peers`, each round also measures the peers' completion latency, idle, the way their
+users wait for a result: arq's `await job.result()` (it polls every 0.5 s, its default), SAQ's
+`job.refresh(until_complete=...)`, Celery's `AsyncResult.get()` with a Redis result backend.
+Each peer runs its own worker (`bench/peers/<peer>_peer.py worker`, in `bench/.venvs/<peer>`,
+made from its pins when missing) and the same job: return `time.time()`.
 
 Prints medians over rounds with [min-max] and writes JSON (bench/results/completion.json).
 Nothing here asserts a timing.
@@ -45,6 +51,14 @@ if str(REPO_ROOT) not in sys.path:  # run as `python bench/completion.py`
 import orjson  # noqa: E402
 import redis  # noqa: E402
 
+from bench.comparison.processes import spawn, stop  # noqa: E402
+from bench.comparison.systems import (  # noqa: E402
+    BY_NAME,
+    PEERS_DIR,
+    Launcher,
+    ensure_venv,
+    venv_python,
+)
 from producer import AsyncProducer  # noqa: E402
 from producer.envelope import build_envelope  # noqa: E402
 from worker.cli.local_redis import RedisServerProcess  # noqa: E402
@@ -158,12 +172,41 @@ async def one_round(url: str, queue: str, args: argparse.Namespace, marks: Path)
         client.close()
 
 
+def peer_latencies(peer: str, url: str, jobs: int, workdir: Path, number: int) -> dict[str, float]:
+    """Start the peer's worker, have its adapter wait on `jobs` results one at a time."""
+    system = BY_NAME[peer]
+    assert system.venv is not None
+    assert system.adapter is not None
+    ensure_venv(system.venv, workdir / f"venv-{peer}.log")
+    launcher = Launcher(url, workdir)
+    queue = f"completion-{peer}-{uuid.uuid4().hex[:8]}"
+    env = launcher.env(system, queue, 100, workdir / f"marks-{peer}") | {"BENCH_RESULTS": "1"}
+    worker = spawn(
+        launcher.worker_args(system, queue, 100), env, workdir, workdir / f"{peer}-{number}.log"
+    )
+    try:
+        time.sleep(3.0)  # started
+        adapter = [
+            str(venv_python(system.venv)),
+            str(PEERS_DIR / system.adapter),
+        ]
+        done = subprocess.run(
+            [*adapter, "completion", "--count", str(jobs)],
+            env=env, cwd=workdir, capture_output=True, text=True, timeout=900, check=True,
+        )  # fmt: skip
+    finally:
+        stop(worker)
+    samples = orjson.loads(done.stdout.strip().splitlines()[-1])["samples"]
+    return {"idle_p50_ms": percentile(samples, 0.5), "idle_p99_ms": percentile(samples, 0.99)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--pending", type=int, default=10_000)
     parser.add_argument("--cancels", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--peers", default="", help="comma-separated: arq,saq,celery")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
     rounds = []
@@ -178,6 +221,9 @@ def main() -> None:
             finally:
                 worker.terminate()
                 worker.wait(30)
+            for peer in filter(None, args.peers.split(",")):
+                figures = peer_latencies(peer, server.url, args.jobs, Path(scratch), number)
+                rounds[-1] |= {f"{peer}_{name}": value for name, value in figures.items()}
             print(f"round {number + 1}: {rounds[-1]}", flush=True)
     summary = {
         name: {

@@ -13,14 +13,17 @@ from producer.errors import (
     WaitTimeout,
 )
 from producer.futures import AsyncJob, Job
+from producer.groups import Call, Group, call
 from producer.keys import QueueKeys
 
 __all__ = [
     "AsyncJob",
     "AsyncProducer",
+    "Call",
     "CancelOutcome",
     "Cancelled",
     "CoroqError",
+    "Group",
     "InvalidJob",
     "InvalidSchedule",
     "Job",
@@ -30,4 +33,5 @@ __all__ = [
     "ProducerClosed",
     "QueueKeys",
     "WaitTimeout",
+    "call",
 ]

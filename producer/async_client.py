@@ -26,11 +26,12 @@ from producer.batches import (
     schedule_of_push,
     send_batch,
 )
-from producer.cancelling import Cancelled, ReadDelayed, ReadReady, cancel_steps
+from producer.cancelling import Cancelled, ReadDelayed, ReadGroup, ReadReady, cancel_steps
 from producer.completions import CompletionListener, WaitForAll
 from producer.connection import DEFAULT_REDIS_URL, async_client
 from producer.envelope import JobEnvelope, build_envelope
 from producer.futures import AsyncJob
+from producer.groups import Call, Group, plan_group
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE
 from producer.records import decode_record
 from producer.schedule import Schedule, make_schedule
@@ -131,6 +132,8 @@ class AsyncProducer(ProducerBase):
         """`Producer.wait`, awaited: the final record of each job, or `WaitTimeout`."""
         keys = self.keys_for(queue)
         wait = WaitForAll(ids, timeout, asyncio.Event())
+        if not wait.deliveries:  # nothing to wait on
+            return {}
         listener = self._completions()
         await listener.watch(keys, wait.deliveries)
         try:
@@ -174,6 +177,27 @@ class AsyncProducer(ProducerBase):
         await self._completions().watch(keys, {job_id: job.settle}, {job_id: job.progressed})
         return job
 
+    async def group(
+        self, calls: Sequence[Call], *, then: Call, queue: str | None = None
+    ) -> Group[AsyncJob]:
+        """Push `calls` as a group (docs/futures.md#groups): once every member has a final
+        status, the callback `then` is pushed, exactly once, with the members' outcomes as
+        `results`. All or nothing: the group is written in one MULTI/EXEC. Returns the futures
+        of the members and of the callback; `InvalidJob` (nothing pushed) for bad input."""
+        keys = self.keys_for(queue)
+        plan = plan_group(calls, then, keys)
+        pipe = self.redis.pipeline(transaction=True)
+        for method, args, kwargs in plan.commands():
+            getattr(pipe, method)(*args, **kwargs)
+        await pipe.execute()
+        members = [self._new_job(job_id, keys.queue) for job_id in plan.member_ids]
+        callback = self._new_job(plan.callback_id, keys.queue)
+        jobs = [*members, callback]
+        await self._completions().watch(
+            keys, {job.id: job.settle for job in jobs}, {job.id: job.progressed for job in jobs}
+        )
+        return Group(plan.group_id, members, callback)
+
     def job(self, job_id: str, *, queue: str | None = None) -> AsyncJob:
         """The future of a job pushed by anyone (any producer, any language), by its id.
         Call it in a coroutine: the wait starts in the background on the running loop."""
@@ -192,7 +216,9 @@ class AsyncProducer(ProducerBase):
         try:
             while True:
                 step = steps.send(reply)
-                if isinstance(step, ReadReady):
+                if isinstance(step, ReadGroup):
+                    reply = await self.redis.hget(step.record, "group_id")
+                elif isinstance(step, ReadReady):
                     reply = await self.redis.lrange(keys.ready, step.start, step.stop)
                 elif isinstance(step, ReadDelayed):
                     reply = await self.redis.zrange(keys.delayed, step.start, step.stop)

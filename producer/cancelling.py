@@ -52,6 +52,14 @@ class Cancelled:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadGroup:
+    """Read the `group_id` of the job's record (`HGET`): a member of a group is counted in
+    it when cancelled."""
+
+    record: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReadReady:
     """Read `LRANGE ready start stop`."""
 
@@ -68,7 +76,7 @@ class ReadDelayed:
 
 
 # What the steps ask the producer to do, and what they get back.
-Step = ScriptCall | ReadReady | ReadDelayed
+Step = ScriptCall | ReadGroup | ReadReady | ReadDelayed
 Steps = Generator[Step, Any, Cancelled]
 
 
@@ -88,9 +96,14 @@ def entry_of(entries: Sequence[bytes], job_id: str) -> bytes | None:
 
 
 def cancel_steps(keys: QueueKeys, job_id: str) -> Steps:
+    group = yield ReadGroup(keys.job(job_id))
+    job_group = None if group is None else _text(group)
     raw: bytes | None = None
     for _ in range(ROUNDS):
-        outcome, status = yield cancel_call(keys, job_id, raw=raw, ttl=WATCH_TTL, now=time.time())
+        call = cancel_call(
+            keys, job_id, raw=raw, ttl=WATCH_TTL, now=time.time(), job_group=job_group
+        )
+        outcome, status = yield call
         outcome, status = _text(outcome), _text(status) or None
         if outcome == "moved":  # taken between the scan and the call: it has a status now
             raw = None

@@ -25,12 +25,13 @@ from producer.batches import (
     schedule_of_push,
     send_batch,
 )
-from producer.cancelling import Cancelled, ReadDelayed, ReadReady, cancel_steps
+from producer.cancelling import Cancelled, ReadDelayed, ReadGroup, ReadReady, cancel_steps
 from producer.completions import WaitForAll
 from producer.completions_thread import ThreadCompletionListener
 from producer.connection import DEFAULT_REDIS_URL, sync_client
 from producer.envelope import JobEnvelope, build_envelope
 from producer.futures import Job
+from producer.groups import Call, Group, plan_group
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE
 from producer.records import decode_record
 from producer.schedule import Schedule, make_schedule
@@ -157,6 +158,8 @@ class Producer(ProducerBase):
         """
         keys = self.keys_for(queue)
         wait = WaitForAll(ids, timeout, threading.Event())
+        if not wait.deliveries:  # nothing to wait on
+            return {}
         listener = self._completions()
         listener.watch(keys, wait.deliveries)
         if not wait.event.wait(wait.timeout):
@@ -194,6 +197,22 @@ class Producer(ProducerBase):
         )
         return self.job(job_id, queue=_queue)
 
+    def group(self, calls: Sequence[Call], *, then: Call, queue: str | None = None) -> Group[Job]:
+        """`AsyncProducer.group` for synchronous code: the futures are `Job`s."""
+        keys = self.keys_for(queue)
+        plan = plan_group(calls, then, keys)
+        pipe = self.redis.pipeline(transaction=True)
+        for method, args, kwargs in plan.commands():
+            getattr(pipe, method)(*args, **kwargs)
+        pipe.execute()
+        members = [Job(job_id, keys.queue, self._cancel_quietly) for job_id in plan.member_ids]
+        callback = Job(plan.callback_id, keys.queue, self._cancel_quietly)
+        jobs = [*members, callback]
+        self._completions().watch(
+            keys, {job.id: job.settle for job in jobs}, {job.id: job.progressed for job in jobs}
+        )
+        return Group(plan.group_id, members, callback)
+
     def job(self, job_id: str, *, queue: str | None = None) -> Job:
         """The future of a job pushed by anyone (any producer, any language), by its id."""
         keys = self.keys_for(queue)
@@ -210,7 +229,9 @@ class Producer(ProducerBase):
         try:
             while True:
                 step = steps.send(reply)
-                if isinstance(step, ReadReady):
+                if isinstance(step, ReadGroup):
+                    reply = self.redis.hget(step.record, "group_id")
+                elif isinstance(step, ReadReady):
                     reply = self.redis.lrange(keys.ready, step.start, step.stop)
                 elif isinstance(step, ReadDelayed):
                     reply = self.redis.zrange(keys.delayed, step.start, step.stop)

@@ -36,6 +36,7 @@ class JobEnvelope(BaseModel):
     max_attempts: Annotated[StrictInt, Field(ge=1)] | None = None
     timeout: PositiveSeconds | None = None
     enqueued_at: EpochSeconds | None = None
+    group: JobId | None = None  # the group it belongs to (docs/futures.md#groups)
 
     @property
     def positional(self) -> list[Any]:

@@ -107,6 +107,10 @@ class QueueKeys:
     def job(self, job_id: str) -> str:
         return f"{self.base}:job:{job_id}"
 
+    def group(self, group_id: str) -> str:
+        """A group of jobs with a callback (docs/futures.md#groups)."""
+        return f"{self.base}:group:{group_id}"
+
     def worker(self, worker_id: str) -> str:
         return f"{self.base}:worker:{worker_id}"
 

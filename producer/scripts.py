@@ -43,7 +43,8 @@ class ScriptLibrary:
     names: tuple[str, ...]
     uses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Scripts that take any number of jobs in one call: KEYS[1] is shared (the worker's
-    # processing list), then one key per job; they return one result per job. Calls of such a
+    # processing list), then each job's keys; each call carries one job, and the script
+    # returns one result per job. Calls of such a
     # script with the same KEYS[1] are merged into one command (`merge_calls`).
     job_batch_scripts: frozenset[str] = frozenset()
 
@@ -54,7 +55,11 @@ class ScriptLibrary:
         for name in self.names:
             parts = [lua_status_table()]
             for lib in self.uses.get(name, ()):
-                parts.append(folder.joinpath("lib", f"{lib}.lua").read_text("utf-8"))
+                # "package:name" is a lib of another library (the worker's scripts use the
+                # producer's group lib); a bare name is one of this library's own.
+                package, _, lib_name = lib.rpartition(":")
+                lib_folder = resources.files(package).joinpath("lua") if package else folder
+                parts.append(lib_folder.joinpath("lib", f"{lib_name}.lua").read_text("utf-8"))
             parts.append(folder.joinpath(f"{name}.lua").read_text("utf-8"))
             sources[name] = "\n".join(parts)
         return sources
@@ -69,7 +74,9 @@ class ScriptLibrary:
 
 # The producer's own scripts: the dead-letter tools of `producer dead`, the marking of the
 # jobs a producer waits on, and cancelling.
-PRODUCER_SCRIPTS = ScriptLibrary("producer", ("revive", "purge", "watch", "cancel"))
+PRODUCER_SCRIPTS = ScriptLibrary(
+    "producer", ("revive", "purge", "watch", "cancel"), uses={"cancel": ("group",)}
+)
 
 
 def merge_calls(
@@ -81,6 +88,7 @@ def merge_calls(
     commands: list[ScriptCall] = []
     places: list[tuple[int, int | None]] = []
     merged: dict[tuple[str, str], int] = {}
+    jobs_in: dict[int, int] = {}  # command index -> jobs merged into it so far
     for call in calls:
         if call.script not in job_batch_scripts:
             places.append((len(commands), None))
@@ -92,7 +100,9 @@ def merge_calls(
             index = merged[group] = len(commands)
             commands.append(ScriptCall(call.script, [call.keys[0]], []))
         command = commands[index]
-        places.append((index, len(command.keys) - 1))
+        # One result per job, whatever the number of keys a job brings (a group's, too).
+        places.append((index, jobs_in.get(index, 0)))
+        jobs_in[index] = jobs_in.get(index, 0) + 1
         command.keys.extend(call.keys[1:])
         command.args.extend(call.args)
     return commands, places
@@ -208,10 +218,17 @@ def watch_call(keys: QueueKeys, job_ids: list[str], *, ttl: int) -> ScriptCall:
 
 
 def cancel_call(
-    keys: QueueKeys, job_id: str, *, raw: bytes | None, ttl: int, now: float
+    keys: QueueKeys,
+    job_id: str,
+    *,
+    raw: bytes | None,
+    ttl: int,
+    now: float,
+    job_group: str | None = None,
 ) -> ScriptCall:
+    group = [] if job_group is None else [keys.group(job_group)]
     return ScriptCall(
         "cancel",
-        [keys.job(job_id), keys.ready, keys.delayed],
+        [keys.job(job_id), keys.ready, keys.delayed, *group],
         [repr(now), ttl, raw or b"", job_id, keys.done_channel, keys.cancel_channel],
     )

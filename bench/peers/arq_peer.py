@@ -19,7 +19,16 @@ from typing import Any
 
 from arq import create_pool
 from arq.connections import RedisSettings
-from peer_common import MARKS, SLEEP_S, bench_env, due_times, exec_worker, parse_command, report
+from peer_common import (
+    MARKS,
+    SLEEP_S,
+    bench_env,
+    due_times,
+    exec_worker,
+    parse_command,
+    report,
+    report_latencies,
+)
 
 ENV = bench_env()
 
@@ -38,8 +47,12 @@ async def latency(ctx: dict[str, Any], pushed_at: float) -> None:
     MARKS.latency(pushed_at)
 
 
+async def stamp(ctx: dict[str, Any]) -> float:
+    return time.time()
+
+
 class WorkerSettings:
-    functions = (noop, sleep50, latency)
+    functions = (noop, sleep50, latency, stamp)
     redis_settings = RedisSettings.from_dsn(ENV.redis_url)
     queue_name = ENV.queue
     max_jobs = ENV.concurrency
@@ -70,8 +83,26 @@ async def enqueue(job: str, count: int, interval: float, chunk: int) -> float:
         await pool.aclose()
 
 
+async def completion(count: int) -> list[float]:
+    """Wait for each result as arq's users do: `await job.result()` (it polls every 0.5 s)."""
+    pool = await create_pool(WorkerSettings.redis_settings, default_queue_name=ENV.queue)
+    try:
+        samples = []
+        for _ in range(count):
+            job = await pool.enqueue_job("stamp")
+            assert job is not None
+            returned_at = await job.result(timeout=60)
+            samples.append((time.time() - returned_at) * 1000)
+        return samples
+    finally:
+        await pool.aclose()
+
+
 def main() -> None:
     args = parse_command()
+    if args.command == "completion":
+        report_latencies(asyncio.run(completion(args.count)))
+        return
     if args.command == "worker":
         burst = ["--burst"] if args.burst else []
         exec_worker(

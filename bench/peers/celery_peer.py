@@ -15,13 +15,29 @@ its default (early). No result backend is configured (Celery's default), logging
 
 from __future__ import annotations
 
+import os
 import time
 
 from celery import Celery
-from peer_common import MARKS, SLEEP_S, bench_env, due_times, exec_worker, parse_command, report
+from peer_common import (
+    MARKS,
+    SLEEP_S,
+    bench_env,
+    due_times,
+    exec_worker,
+    parse_command,
+    report,
+    report_latencies,
+)
 
 ENV = bench_env()
-app = Celery("celery_peer", broker=ENV.redis_url)
+# A result backend only for bench/completion.py (BENCH_RESULTS=1): every other measurement
+# runs Celery without one, its default.
+app = Celery(
+    "celery_peer",
+    broker=ENV.redis_url,
+    backend=ENV.redis_url if os.environ.get("BENCH_RESULTS") == "1" else None,
+)
 app.conf.update(
     task_default_queue=ENV.queue,
     broker_connection_retry_on_startup=True,
@@ -45,7 +61,21 @@ def latency(pushed_at: float) -> None:
     MARKS.latency(pushed_at)
 
 
+@app.task(name="stamp")
+def stamp() -> float:
+    return time.time()
+
+
 TASKS = {"noop": noop, "sleep50": sleep50}
+
+
+def completion(count: int) -> list[float]:
+    """Wait for each result as Celery's users do: `AsyncResult.get()` (Redis backend)."""
+    samples = []
+    for _ in range(count):
+        returned_at = stamp.apply_async().get(timeout=60)
+        samples.append((time.time() - returned_at) * 1000)
+    return samples
 
 
 def enqueue(job: str, count: int, interval: float) -> float:
@@ -63,6 +93,9 @@ def enqueue(job: str, count: int, interval: float) -> float:
 
 def main() -> None:
     args = parse_command()
+    if args.command == "completion":
+        report_latencies(completion(args.count))
+        return
     if args.command == "worker":
         exec_worker(
             "celery",

@@ -134,7 +134,19 @@ def parse_command(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds between enqueues (0: as fast as it can)",
     )
     enqueue.add_argument("--chunk", type=int, default=100, help="jobs in flight at once (async)")
+    completion = commands.add_parser(
+        "completion",
+        help="bench/completion.py: enqueue `stamp` jobs one at a time and wait for each result "
+        "with the peer's own API; print the latencies",
+    )
+    completion.add_argument("--count", type=int, required=True)
     return parser.parse_args(argv)
+
+
+def report_latencies(samples: list[float]) -> None:
+    """Completion latencies (ms: the moment the result is in hand minus the time the job
+    returned), one JSON line on stdout for the driver."""
+    print(json.dumps({"samples": samples}), flush=True)
 
 
 def due_times(count: int, interval: float) -> Iterator[float]:

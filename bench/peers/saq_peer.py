@@ -15,7 +15,16 @@ import asyncio
 import time
 from typing import Any
 
-from peer_common import MARKS, SLEEP_S, bench_env, due_times, exec_worker, parse_command, report
+from peer_common import (
+    MARKS,
+    SLEEP_S,
+    bench_env,
+    due_times,
+    exec_worker,
+    parse_command,
+    report,
+    report_latencies,
+)
 from saq import Queue
 
 ENV = bench_env()
@@ -36,9 +45,13 @@ async def latency(ctx: dict[str, Any], *, pushed_at: float) -> None:
     MARKS.latency(pushed_at)
 
 
+async def stamp(ctx: dict[str, Any]) -> float:
+    return time.time()
+
+
 settings = {
     "queue": queue,
-    "functions": [noop, sleep50, latency],
+    "functions": [noop, sleep50, latency, stamp],
     "concurrency": ENV.concurrency,
 }
 
@@ -60,8 +73,26 @@ async def enqueue(job: str, count: int, interval: float, chunk: int) -> float:
         await queue.disconnect()
 
 
+async def completion(count: int) -> list[float]:
+    """Wait for each result as SAQ's users do: `job.refresh(until_complete=...)`."""
+    await queue.connect()
+    try:
+        samples = []
+        for _ in range(count):
+            job = await queue.enqueue("stamp")
+            assert job is not None
+            await job.refresh(until_complete=60)
+            samples.append((time.time() - float(job.result)) * 1000)
+        return samples
+    finally:
+        await queue.disconnect()
+
+
 def main() -> None:
     args = parse_command()
+    if args.command == "completion":
+        report_latencies(asyncio.run(completion(args.count)))
+        return
     if args.command == "worker":
         # SAQ's CLI has no burst mode; the driver stops the worker with SIGTERM.
         exec_worker("saq", ["saq_peer.settings"])

@@ -15,6 +15,8 @@
 -- ARGV[3]  the job's bytes as found in the ready list or the delayed set ('' when not found)
 -- ARGV[4]  the job id
 -- ARGV[5]  the queue's done channel   ARGV[6]  the queue's cancel channel
+-- KEYS[4]  for a member of a group (its record's `group_id`): the group's hash, in which it is
+--          counted when cancelled here (lib/group.lua)
 -- Returns {what was done, the status it had}: 'final', 'requested', 'cancelled', 'unknown',
 -- or 'moved' (its bytes were no longer where they were found: it was taken meanwhile).
 local seen = redis.call('HMGET', KEYS[1], 'status', 'watched')
@@ -40,6 +42,10 @@ redis.call('HSET', KEYS[1], 'status', STATUS.cancelled, 'reason', 'by_request',
   'error', 'cancelled by request', 'finished_at', ARGV[1])
 redis.call('HDEL', KEYS[1], 'next_attempt_at')
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+if KEYS[4] then
+  count_in_group(KEYS[1], KEYS[4], KEYS[2],
+    member_outcome(KEYS[1], STATUS.cancelled, nil, 'cancelled by request'))
+end
 if seen[2] then
   redis.call('PUBLISH', ARGV[5], ARGV[4])
 end

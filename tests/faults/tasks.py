@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Any
 
 import redis.asyncio
 
@@ -93,3 +94,13 @@ async def block(ledger: str, name: str, seconds: float) -> str:
     time.sleep(seconds)  # noqa: ASYNC251 - blocking the loop is what this task is for
     await count_done(ledger, name)
     return name
+
+
+@task("faults.group_report")
+async def group_report(ledger: str, name: str, results: list[dict[str, Any]]) -> int:
+    """A group's callback: counted like the others; it notes how many members succeeded."""
+    await count_start(ledger, name)
+    succeeded = sum(1 for result in results if result.get("status") == "succeeded")
+    await _ledger_client().hset(f"{starts_key(ledger)}:report", name, f"{len(results)}/{succeeded}")
+    await count_done(ledger, name)
+    return succeeded

@@ -30,6 +30,7 @@ import worker.jobs.protocol
 from producer.cancelling import CancelOutcome
 from producer.client import Producer
 from producer.dead_letters import DeadLetters
+from producer.groups import call
 from producer.keys import QueueKeys
 from producer.scripts import PRODUCER_SCRIPTS, ScriptLibrary
 from producer.statuses import JobStatus, lua_status_table
@@ -283,6 +284,17 @@ def drive_ack(bench: Bench) -> None:
     assert bench.settle(bench.protocol.ack("c", raw_job("c"), result, 1)) == [2]
     assert bench.field("c", "status") == b"cancelled"
     assert bench.field("c", "result") is None
+    # The last member of a group: counted, and the callback pushed with the outcomes.
+    group = bench.keys.group("g1")
+    bench.client.hset(group, mapping={
+        "size": 1, "left": 1, "placeholder": '"@"', "callback": '{"task":"echo","args":["@"]}',
+    })  # fmt: skip
+    bench.client.hset(bench.keys.job("m"), mapping={"group_id": "g1", "group_index": 1})
+    bench.hold(raw_job("m"))
+    bench.start("m")
+    assert bench.settle(bench.protocol.ack("m", raw_job("m"), result, 1, "g1")) == [1]
+    pushed = orjson.loads(bench.client.lpop(bench.keys.ready))
+    assert pushed["args"] == [[{"id": "m", "status": "succeeded", "result": "ok"}]]
 
 
 def drive_retry(bench: Bench) -> None:
@@ -383,6 +395,10 @@ def drive_cancel(bench: Bench) -> None:
         assert producer.cancel("running").outcome is CancelOutcome.REQUESTED
         assert bench.field("running", "cancel_requested") is not None
         assert producer.cancel("nobody").outcome is CancelOutcome.UNKNOWN
+        group = producer.group([call("echo", 1)], then=call("echo", "done"))
+        [member] = group.members
+        assert producer.cancel(member.id).outcome is CancelOutcome.CANCELLED
+        assert bench.client.hget(bench.keys.group(group.id), "left") == b"0"
 
 
 DRIVERS: dict[str, Callable[[Bench], None]] = {
@@ -510,4 +526,12 @@ def test_every_lua_file_belongs_to_its_library(folder: str) -> None:
     scripts = {path.stem for path in (REPO_ROOT / folder).glob("*.lua")}
     libs = {path.stem for path in (REPO_ROOT / folder / "lib").glob("*.lua")}
     assert scripts == set(library.names)
-    assert libs == {lib for used in library.uses.values() for lib in used}
+    # A lib may serve another library's scripts too ("package:name").
+    folders = {other.package: name for name, other in LIBRARIES.items()}
+    used = set()
+    for other_folder, other in LIBRARIES.items():
+        for lib in (lib for names in other.uses.values() for lib in names):
+            package, _, name = lib.rpartition(":")
+            if (folders[package] if package else other_folder) == folder:
+                used.add(name)
+    assert libs == used

@@ -57,6 +57,20 @@ def test_merge_calls_groups_acks_by_processing_list_and_keeps_other_calls_apart(
     assert merge_calls(calls, frozenset()) == (calls, [(i, None) for i in range(4)])
 
 
+def test_a_group_member_brings_more_keys_but_one_result(keys: QueueKeys) -> None:
+    """Each merged ack has one result, however many keys it brings (a group's, too)."""
+    ours = QueueProtocol(keys, WORKER, TTL)
+    result = orjson.dumps(1)
+    calls = [
+        ours.ack("a", raw_job("a"), result, 1, "g1"),
+        ours.ack("b", raw_job("b"), result, 1),
+        ours.ack("c", raw_job("c"), result, 1, "g1"),
+    ]
+    [command], places = merge_calls(calls, WORKER_SCRIPTS.job_batch_scripts)
+    assert len(command.keys) == 1 + 3 + 1 + 3
+    assert places == [(0, 0), (0, 1), (0, 2)]
+
+
 def test_acks_sent_together_are_each_checked_and_answered_on_their_own(
     redis_url: str, redis_client: redis.Redis, keys: QueueKeys
 ) -> None:

@@ -421,7 +421,9 @@ class ConsumerThread(threading.Thread):
     def _reject(self, job: RejectedJob) -> None:
         error = job.error
         failure = Failure(error.reason, str(error), "")
-        call = self._queue.protocol.dead_letter(job.job_id, job.raw, job.task, failure, None)
+        call = self._queue.protocol.dead_letter(
+            job.job_id, job.raw, job.task, failure, None, job.job_group
+        )
         self._call(call, "dead")
         self._path.metrics.job_finished(self.keys.queue, job.task, "dead", None)
         log.error(

@@ -63,6 +63,7 @@ class RejectedJob:
     job_id: str
     task: str | None
     error: JobError
+    job_group: str | None = None  # its group, when the bytes name one (docs/futures.md#groups)
 
 
 def decode_job(
@@ -125,12 +126,17 @@ def _envelope_problem(error: InvalidJob) -> str:
     return f"field {error.field!r}: {error.problem}"
 
 
+def _short_text(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= 256 else None
+
+
 def _rejected(raw: bytes, keys: QueueKeys, data: Any, error: JobError) -> RejectedJob:
-    """Keep the producer's id and task name when they can be read, so the record is findable."""
-    job_id = task = None
+    """Keep the producer's id, task name and group when they can be read, so the record is
+    findable and the group counts the job."""
+    job_id = task = job_group = None
     if isinstance(data, dict):
-        if isinstance(data.get("id"), str) and 0 < len(data["id"]) <= 256:
-            job_id = data["id"]
+        job_id = _short_text(data.get("id"))
+        job_group = _short_text(data.get("group"))
         if isinstance(data.get("task"), str):
             task = data["task"][:200]
-    return RejectedJob(raw, keys, job_id or new_job_id(), task, error)
+    return RejectedJob(raw, keys, job_id or new_job_id(), task, error, job_group)

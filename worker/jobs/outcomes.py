@@ -38,7 +38,14 @@ class OutcomeStore:
         again after a lost reply with the same `token`, it counts nothing twice."""
         queue = self._queues[batch[0].job.queue]
         starts = [
-            JobStart(job.id, job.raw, job.task, job.max_attempts, job.envelope.enqueued_at)
+            JobStart(
+                job.id,
+                job.raw,
+                job.task,
+                job.max_attempts,
+                job.envelope.enqueued_at,
+                job.envelope.group,
+            )
             for job in (entry.job for entry in batch)
         ]
         return started(await self._run(queue, queue.protocol.start(starts, token, group)))
@@ -48,7 +55,9 @@ class OutcomeStore:
         attempts left as they are."""
         job = running.job
         queue = self._queues[job.queue]
-        call = queue.protocol.dead_letter(job.id, job.raw, job.task, failure, None)
+        call = queue.protocol.dead_letter(
+            job.id, job.raw, job.task, failure, None, job.envelope.group
+        )
         return bool(await self._run(queue, call))
 
     # `succeed`, `dead` and `retry` return 1 when written, CANCELLED_INSTEAD when a producer
@@ -57,14 +66,14 @@ class OutcomeStore:
     async def succeed(self, running: RunningJob, result_json: bytes) -> int:
         job = running.job
         queue = self._queues[job.queue]
-        call = queue.protocol.ack(job.id, job.raw, result_json, running.attempt)
+        call = queue.protocol.ack(job.id, job.raw, result_json, running.attempt, job.envelope.group)
         return int(await self._run(queue, call))
 
     async def dead(self, running: RunningJob, error: JobError) -> int:
         job = running.job
         queue = self._queues[job.queue]
         call = queue.protocol.dead_letter(
-            job.id, job.raw, job.task, failure_of(error), running.attempt
+            job.id, job.raw, job.task, failure_of(error), running.attempt, job.envelope.group
         )
         return int(await self._run(queue, call))
 
@@ -73,7 +82,9 @@ class OutcomeStore:
         job = running.job
         queue = self._queues[job.queue]
         due_ms = int((time.time() + delay) * 1000)
-        call = queue.protocol.retry(job.id, job.raw, failure_of(error), running.attempt, due_ms)
+        call = queue.protocol.retry(
+            job.id, job.raw, failure_of(error), running.attempt, due_ms, job.envelope.group
+        )
         scheduled = int(await self._run(queue, call))
         if scheduled == 1:
             # The consumers promote due jobs each time they take; an idle one is blocked in

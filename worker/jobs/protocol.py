@@ -46,11 +46,11 @@ WORKER_SCRIPTS = ScriptLibrary(
         "progress": ("notify",),
         "take": ("promote",),
         "promote": ("promote",),
-        "start": ("records", "cancel", "notify"),
+        "start": ("records", "cancel", "notify", "producer:group"),
         "requeue": ("records",),
-        "ack": ("fence", "cancel", "notify"),
-        "retry": ("fence", "cancel", "notify"),
-        "dead": ("fence", "cancel", "notify"),
+        "ack": ("fence", "cancel", "notify", "producer:group"),
+        "retry": ("fence", "cancel", "notify", "producer:group"),
+        "dead": ("fence", "cancel", "notify", "producer:group"),
     },
     job_batch_scripts=frozenset({"ack"}),
 )
@@ -71,6 +71,7 @@ class JobStart:
     task: str
     max_attempts: int
     enqueued_at: float | None
+    job_group: str | None = None  # the envelope's `group` (docs/futures.md#groups)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,11 +199,23 @@ class QueueProtocol:
         args: list[str | bytes | int | float] = [
             self.worker_id, self._ttl, self.keys.queue, token, "" if group is None else group,
         ]  # fmt: skip
+        keys = [self.processing]
         for start in starts:
             enqueued = "" if start.enqueued_at is None else repr(float(start.enqueued_at))
-            args.extend((start.raw, start.task, start.max_attempts, enqueued))
-        records = [self.keys.job(start.job_id) for start in starts]
-        return ScriptCall("start", [self.processing, *records], args)
+            flag = self._job_keys(keys, start.job_id, start.job_group)
+            args.extend((start.raw, start.task, start.max_attempts, enqueued, flag))
+        return ScriptCall("start", keys, args)
+
+    def _job_keys(self, keys: list[str], job_id: str, job_group: str | None) -> str:
+        """Add a job's record (and its group's keys) to `keys`; the flag that says which."""
+        keys.append(self.keys.job(job_id))
+        if job_group is None:
+            return ""
+        keys.extend((self.keys.group(job_group), self.keys.ready))
+        return "g"
+
+    def _group_keys(self, job_group: str | None) -> list[str]:
+        return [] if job_group is None else [self.keys.group(job_group), self.keys.ready]
 
     def adopt(self, raw: bytes, stamped: bytes) -> ScriptCall:
         """Replace a job taken without an id by the same job with the id the worker gave it."""
@@ -218,38 +231,63 @@ class QueueProtocol:
             [raw, "undo" if undo_start else "keep"],
         )
 
-    def ack(self, job_id: str, raw: bytes, result_json: bytes, attempt: int) -> ScriptCall:
+    def ack(
+        self,
+        job_id: str,
+        raw: bytes,
+        result_json: bytes,
+        attempt: int,
+        job_group: str | None = None,
+    ) -> ScriptCall:
+        keys = [self.processing]
+        flag = self._job_keys(keys, job_id, job_group)
         return ScriptCall(
-            "ack",
-            [self.processing, self.keys.job(job_id)],
-            [raw, result_json, repr(time.time()), self._ttl, str(attempt)],
+            "ack", keys, [raw, result_json, repr(time.time()), self._ttl, str(attempt), flag]
         )
 
     def retry(
-        self, job_id: str, raw: bytes, failure: Failure, attempt: int, due_ms: int
+        self,
+        job_id: str,
+        raw: bytes,
+        failure: Failure,
+        attempt: int,
+        due_ms: int,
+        job_group: str | None = None,
     ) -> ScriptCall:
         keys = self.keys
         return ScriptCall(
             "retry",
-            [self.processing, keys.delayed, keys.job(job_id)],
+            [self.processing, keys.delayed, keys.job(job_id), *self._group_keys(job_group)],
             [raw, due_ms, failure.reason, failure.error, failure.traceback, self._ttl,
              str(attempt)],
         )  # fmt: skip
 
     def dead(
-        self, job_id: str, raw: bytes, failure: Failure, attempt: int | None, entry: bytes
+        self,
+        job_id: str,
+        raw: bytes,
+        failure: Failure,
+        attempt: int | None,
+        entry: bytes,
+        job_group: str | None = None,
     ) -> ScriptCall:
         """Dead-letter a held job; `attempt` None for one that never started (bad input)."""
         keys = self.keys
         return ScriptCall(
             "dead",
-            [self.processing, keys.dead, keys.job(job_id)],
+            [self.processing, keys.dead, keys.job(job_id), *self._group_keys(job_group)],
             [raw, entry, failure.reason, failure.error, failure.traceback, repr(time.time()),
              self._ttl, "" if attempt is None else str(attempt)],
         )  # fmt: skip
 
     def dead_letter(
-        self, job_id: str, raw: bytes, task: str | None, failure: Failure, attempt: int | None
+        self,
+        job_id: str,
+        raw: bytes,
+        task: str | None,
+        failure: Failure,
+        attempt: int | None,
+        job_group: str | None = None,
     ) -> ScriptCall:
         """`dead`, with the dead-list entry written for this worker and queue; `attempt` None
         for a job that never started (its entry says 0 attempts)."""
@@ -258,7 +296,7 @@ class QueueProtocol:
             error=failure.error, traceback=failure.traceback, attempts=attempt or 0,
             worker_id=self.worker_id, raw=raw,
         )  # fmt: skip
-        return self.dead(job_id, raw, failure, attempt, entry)
+        return self.dead(job_id, raw, failure, attempt, entry, job_group)
 
     def recover(self, owner: str, held: Sequence[bytes], *, own: bool = False) -> ScriptCall:
         """Empty the processing list of a worker that is gone (its heartbeat expired; `own`:

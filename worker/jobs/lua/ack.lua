@@ -3,18 +3,23 @@
 -- One call may carry many jobs of one worker (the outcomes of jobs that finished together);
 -- each is checked and recorded on its own.
 -- KEYS[1]      processing list                 coroq:{Q}:processing:<worker-id>
--- KEYS[1 + i]  job record hash of job i        coroq:{Q}:job:<id>
--- then for job i, five arguments from ARGV[1 + 5 * (i - 1)]:
+-- then for each job, in order: its record hash      coroq:{Q}:job:<id>
+--          and, for a member of a group, the group's hash and the ready list
+--          (coroq:{Q}:group:<gid>, coroq:{Q}:ready)
+-- then for job i, six arguments from ARGV[1 + 6 * (i - 1)]:
 --          its raw bytes, exactly as taken from the ready list; result (JSON text);
---          finished_at (epoch seconds); record TTL (seconds); the attempt being acknowledged
+--          finished_at (epoch seconds); record TTL (seconds); the attempt being acknowledged;
+--          'g' when the group's keys follow its record in KEYS, else ''
 -- A job whose cancel was requested while it ran is recorded `cancelled`, its result dropped
--- (lib/cancel.lua).
+-- (lib/cancel.lua). A member of a group is counted in it (producer/lua/lib/group.lua).
 -- Returns, for each job, 1 when acknowledged (now, or by this same call before its reply was
 -- lost), 2 when recorded as cancelled instead, 0 when it was no longer held by this attempt.
 local acked = {}
-for i = 1, #KEYS - 1 do
-  local record = KEYS[i + 1]
-  local base = 5 * (i - 1)
+local key = 2
+for i = 1, #ARGV / 6 do
+  local base = 6 * (i - 1)
+  local record, group, ready
+  record, group, ready, key = job_keys(key, ARGV[base + 6])
   -- 'reason' comes with the error and traceback of an earlier failed attempt (retry.lua).
   local seen = redis.call('HMGET', record, 'attempts', 'status', 'reason', 'watched',
     'cancel_requested')
@@ -37,6 +42,15 @@ for i = 1, #KEYS - 1 do
         redis.call('HDEL', record, 'reason', 'error', 'traceback')
       end
       redis.call('EXPIRE', record, ARGV[base + 4])
+    end
+    if group then
+      if outcome == 2 then
+        count_in_group(record, group, ready,
+          member_outcome(record, STATUS.cancelled, nil, 'cancelled by request'))
+      else
+        count_in_group(record, group, ready,
+          member_outcome(record, STATUS.succeeded, ARGV[base + 2], nil))
+      end
     end
     if seen[4] then
       notify_done(record)

@@ -11,6 +11,8 @@
 -- ARGV[6]  finished_at (epoch seconds)
 -- ARGV[7]  record TTL (seconds)
 -- ARGV[8]  the attempt that failed ('' for a job that never started)
+-- KEYS[4], KEYS[5]  for a member of a group: the group's hash and the ready list
+--          (producer/lua/lib/group.lua: the member is counted in its group)
 -- A job whose cancel was requested while it ran is recorded `cancelled` instead, and does not
 -- go to the dead list (lib/cancel.lua).
 -- Returns 1 when dead-lettered (now, or by this same call before its reply was lost), 2 when
@@ -28,11 +30,18 @@ elseif not held then
 end
 if outcome == 2 then
   mark_cancelled(KEYS[3], ARGV[6], ARGV[7])
+  if KEYS[4] then
+    count_in_group(KEYS[3], KEYS[4], KEYS[5],
+      member_outcome(KEYS[3], STATUS.cancelled, nil, 'cancelled by request'))
+  end
 else
   redis.call('LPUSH', KEYS[2], ARGV[2])
   redis.call('HSET', KEYS[3], 'status', STATUS.dead, 'reason', ARGV[3], 'error', ARGV[4],
     'traceback', ARGV[5], 'finished_at', ARGV[6])
   redis.call('EXPIRE', KEYS[3], ARGV[7])
+  if KEYS[4] then
+    count_in_group(KEYS[3], KEYS[4], KEYS[5], member_outcome(KEYS[3], STATUS.dead, nil, ARGV[4]))
+  end
 end
 if seen[3] then
   notify_done(KEYS[3])

@@ -10,6 +10,8 @@
 -- ARGV[5]  traceback ('' when none)
 -- ARGV[6]  record TTL (seconds)
 -- ARGV[7]  the attempt that failed
+-- KEYS[4], KEYS[5]  for a member of a group: the group's hash and the ready list (counted
+--          in its group only if cancelled instead: producer/lua/lib/group.lua)
 -- A job whose cancel was requested while it ran is recorded `cancelled` instead, and is not
 -- tried again (lib/cancel.lua).
 -- Returns 1 when scheduled (now, or by this same call before its reply was lost), 2 when
@@ -27,6 +29,10 @@ elseif not held then
 end
 if outcome == 2 then
   mark_cancelled(KEYS[3], tostring(tonumber(redis.call('TIME')[1])), ARGV[6])
+  if KEYS[4] then
+    count_in_group(KEYS[3], KEYS[4], KEYS[5],
+      member_outcome(KEYS[3], STATUS.cancelled, nil, 'cancelled by request'))
+  end
   if seen[3] then
     notify_done(KEYS[3])
   end

@@ -8,7 +8,8 @@
 -- while the reply of a take or pop was on its way) is not started; if an earlier sending of
 -- this same call had counted its start, that count is taken back (lib/records.lua).
 -- KEYS[1]      processing list of the worker   coroq:{Q}:processing:<worker-id>
--- KEYS[1 + i]  job record hash of job i        coroq:{Q}:job:<id>
+-- then for each job, in order: its record hash      coroq:{Q}:job:<id>
+--          and, for a member of a group, the group's hash and the ready list
 -- ARGV[1]  worker id
 -- ARGV[2]  record TTL (seconds)
 -- ARGV[3]  queue name
@@ -17,19 +18,22 @@
 -- ARGV[5]  how many jobs may run beside each other on the worker while these run: the size
 --          of a trial group of suspects, 1 for a worker that runs one job at a time, '' for
 --          an ordinary batch (kept as the record's `group`, read by recover.lua)
--- then for job i, four arguments from ARGV[6 + 4 * (i - 1)]:
+-- then for job i, five arguments from ARGV[6 + 5 * (i - 1)]:
 --          its raw bytes as held, task name, max_attempts in force for it, enqueued_at as the
---          producer stamped it ('' when unknown)
+--          producer stamped it ('' when unknown), 'g' when its group's keys follow its record
+--          in KEYS (else '')
 -- A job cancelled before it started, or whose cancel was requested while it ran on a worker
 -- that was then lost, is not started: it leaves the processing list, `cancelled` for good
--- (lib/cancel.lua).
+-- (lib/cancel.lua), and counted in its group if it has one (producer/lua/lib/group.lua).
 -- Returns two numbers per job: the attempt number that starts now (0: not started: not held,
 -- or cancelled; minus the attempts made: not started, its held attempts used up), and its
 -- `forgiven` count (-1 for a job cancelled).
 local results = {}
-for i = 1, #KEYS - 1 do
-  local record = KEYS[i + 1]
-  local base = 6 + 4 * (i - 1)
+local key = 2
+for i = 1, (#ARGV - 5) / 5 do
+  local base = 6 + 5 * (i - 1)
+  local record, group, ready
+  record, group, ready, key = job_keys(key, ARGV[base + 4])
   local seen = redis.call('HMGET', record, 'start_token', 'attempts', 'forgiven', 'group',
     'status', 'cancel_requested', 'watched')
   local ours = seen[1] == ARGV[4]
@@ -48,6 +52,10 @@ for i = 1, #KEYS - 1 do
     redis.call('LREM', KEYS[1], 1, ARGV[base])
     if seen[5] ~= STATUS.cancelled then
       mark_cancelled(record, now_text(), ARGV[2])
+      if group then
+        count_in_group(record, group, ready,
+          member_outcome(record, STATUS.cancelled, nil, 'cancelled by request'))
+      end
       if seen[7] then
         notify_done(record)
       end
