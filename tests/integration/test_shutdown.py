@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
 
 from producer import Producer
 from producer.keys import QueueKeys
-from tests.conftest import wait_for
+from tests.conftest import WorkerProcess, wait_for
 from tests.integration.helpers import (
     job_events,
     processing_keys,
@@ -129,3 +131,29 @@ def test_draining_worker_takes_no_new_job_after_sigterm(
     assert job_events(worker, "job.started") == [first], "a job was taken after SIGTERM"
     assert ready_ids(redis_client, keys) == [second]
     assert record(redis_client, keys, second) == {}
+
+
+def _blocks(status: str, signum: int) -> bool:
+    mask = int(
+        next(line for line in status.splitlines() if line.startswith("SigBlk:")).split()[1], 16
+    )
+    return bool(mask & (1 << (signum - 1)))
+
+
+def test_only_the_main_thread_can_take_a_stop_signal(
+    start_worker: Callable[..., WorkerProcess], producer: Producer
+) -> None:
+    """A stop signal delivered to another thread would leave the main thread asleep in its
+    wait: every thread but the main one blocks SIGTERM and SIGINT (the def-task pool's
+    threads, started later, included)."""
+    worker = start_worker()
+    producer.wait([producer.push("tests.sync_add", 1, 2)], timeout=20)
+    pid = worker.process.pid
+    tasks = Path(f"/proc/{pid}/task")
+    statuses = {int(task.name): (task / "status").read_text() for task in tasks.iterdir()}
+    assert len(statuses) >= 5  # main, loop, consumer, heartbeat, watchdog, pool...
+    for tid, status in statuses.items():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            assert _blocks(status, signum) == (tid != pid), (tid, signum)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0

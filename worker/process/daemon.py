@@ -9,11 +9,13 @@ tests can call one by one without sending signals.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
@@ -59,6 +61,24 @@ log = structlog.get_logger()
 
 # Allocations between two collections of the youngest generation (Python's default: 700).
 GC_YOUNG_THRESHOLD = 20_000
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+@contextlib.contextmanager
+def signals_to_the_main_thread() -> Iterator[None]:
+    """Block the stop signals while the worker starts its threads: a thread inherits the mask
+    of the thread that starts it (the executor's, started later by the loop thread, too), so
+    none of them takes a stop signal meant for the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 # How long `close` waits for the housekeeping loops to end before it closes their connections.
 HOUSEKEEPING_STOP_WITHIN = 5.0
 
@@ -278,7 +298,8 @@ class Worker:
     def run(self) -> ShutdownSummary:
         """Start, serve until a signal (or, in burst mode, an empty queue), then drain."""
         self._install_signal_handlers()
-        self.start()
+        with signals_to_the_main_thread():
+            self.start()
         # Everything made so far (modules, tasks, settings) lives as long as the process:
         # keep the cycle collector from walking it again and again while jobs run, and let
         # it run less often (each job makes a few short-lived objects and almost no cycles).
@@ -319,6 +340,10 @@ class Worker:
             )
 
     def _install_signal_handlers(self) -> None:
+        # Python runs signal handlers in the main thread, but the kernel delivers a signal to
+        # any thread that does not block it: one that lands on another thread leaves the main
+        # thread asleep in its wait (up to a minute). `run` starts every thread with these
+        # signals blocked (`signals_to_the_main_thread`), so they reach the main thread.
         if threading.current_thread() is not threading.main_thread():
             return
 
