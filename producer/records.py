@@ -7,12 +7,19 @@ from typing import Any
 
 import orjson
 
-_NUMBER_FIELDS = {"attempts": int, "max_attempts": int, "forgiven": int, "group": int}
+_NUMBER_FIELDS = {
+    "attempts": int,
+    "max_attempts": int,
+    "forgiven": int,
+    "group": int,
+    "group_index": int,
+}
 _TIME_FIELDS = {"started_at", "finished_at", "enqueued_at", "next_attempt_at", "progress_at"}
 _FRACTION_FIELDS = {"progress"}
 # Bookkeeping of the worker's scripts, not part of what a record tells its reader.
 # (`watched`: a producer waits on the job, docs/protocol.md#completion.)
-_INTERNAL_FIELDS = {"start_token", "watched"}
+# (`group_counted`: the member was counted in its group, docs/futures.md#groups.)
+_INTERNAL_FIELDS = {"start_token", "watched", "group_counted"}
 
 
 def _text(value: bytes | str) -> str:
