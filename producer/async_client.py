@@ -30,7 +30,7 @@ from producer.cancelling import Cancelled, ReadDelayed, ReadGroup, ReadReady, ca
 from producer.completions import CompletionListener, WaitForAll
 from producer.connection import DEFAULT_REDIS_URL, async_client
 from producer.envelope import JobEnvelope, build_envelope
-from producer.futures import AsyncJob
+from producer.futures import AsyncJob, callbacks_of
 from producer.groups import Call, Group, plan_group
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE
 from producer.records import decode_record
@@ -174,7 +174,7 @@ class AsyncProducer(ProducerBase):
         )
         keys = self.keys_for(_queue)
         job = self._new_job(job_id, keys.queue)
-        await self._completions().watch(keys, {job_id: job.settle}, {job_id: job.progressed})
+        await self._completions().watch(keys, *callbacks_of([job]))
         return job
 
     async def group(
@@ -193,9 +193,7 @@ class AsyncProducer(ProducerBase):
         members = [self._new_job(job_id, keys.queue) for job_id in plan.member_ids]
         callback = self._new_job(plan.callback_id, keys.queue)
         jobs = [*members, callback]
-        await self._completions().watch(
-            keys, {job.id: job.settle for job in jobs}, {job.id: job.progressed for job in jobs}
-        )
+        await self._completions().watch(keys, *callbacks_of(jobs))
         return Group(plan.group_id, members, callback)
 
     def job(self, job_id: str, *, queue: str | None = None) -> AsyncJob:
@@ -203,9 +201,7 @@ class AsyncProducer(ProducerBase):
         Call it in a coroutine: the wait starts in the background on the running loop."""
         keys = self.keys_for(queue)
         job = self._new_job(job_id, keys.queue)
-        self._in_background(
-            self._completions().watch(keys, {job_id: job.settle}, {job_id: job.progressed})
-        )
+        self._in_background(self._completions().watch(keys, *callbacks_of([job])))
         return job
 
     async def cancel(self, job_id: str, *, queue: str | None = None) -> Cancelled:

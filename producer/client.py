@@ -30,7 +30,7 @@ from producer.completions import WaitForAll
 from producer.completions_thread import ThreadCompletionListener
 from producer.connection import DEFAULT_REDIS_URL, sync_client
 from producer.envelope import JobEnvelope, build_envelope
-from producer.futures import Job
+from producer.futures import Job, callbacks_of
 from producer.groups import Call, Group, plan_group
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE
 from producer.records import decode_record
@@ -208,16 +208,14 @@ class Producer(ProducerBase):
         members = [Job(job_id, keys.queue, self._cancel_quietly) for job_id in plan.member_ids]
         callback = Job(plan.callback_id, keys.queue, self._cancel_quietly)
         jobs = [*members, callback]
-        self._completions().watch(
-            keys, {job.id: job.settle for job in jobs}, {job.id: job.progressed for job in jobs}
-        )
+        self._completions().watch(keys, *callbacks_of(jobs))
         return Group(plan.group_id, members, callback)
 
     def job(self, job_id: str, *, queue: str | None = None) -> Job:
         """The future of a job pushed by anyone (any producer, any language), by its id."""
         keys = self.keys_for(queue)
         job = Job(job_id, keys.queue, self._cancel_quietly)
-        self._completions().watch(keys, {job_id: job.settle}, {job_id: job.progressed})
+        self._completions().watch(keys, *callbacks_of([job]))
         return job
 
     def cancel(self, job_id: str, *, queue: str | None = None) -> Cancelled:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from producer.completions import Deliver, Progressed
 from producer.errors import JobFailed
 from producer.statuses import JobStatus
 
@@ -30,6 +31,35 @@ def _outcome_of(job_id: str, record: dict[str, Any]) -> tuple[str, Any]:
     if status == JobStatus.DEAD:
         return "error", JobFailed(job_id, record)
     return "cancelled", None
+
+
+def _settle(job: AsyncJob | Job, outcome: dict[str, Any] | BaseException) -> None:
+    """Resolve a job's future from its final record, or from the error that ended the wait."""
+    if job.done():
+        return
+    try:
+        if isinstance(outcome, BaseException):
+            job.set_exception(outcome)
+            return
+        job.record = outcome
+        job.progressed(outcome)
+        kind, value = _outcome_of(job.id, outcome)
+        if kind == "result":
+            job.set_result(value)
+        elif kind == "error":
+            job.set_exception(value)
+        else:
+            job.cancel_here()
+    except (asyncio.InvalidStateError, concurrent.futures.InvalidStateError):
+        pass  # its owner cancelled it meanwhile (from another thread)
+
+
+def callbacks_of(
+    jobs: Sequence[AsyncJob] | Sequence[Job],
+) -> tuple[dict[str, Deliver], dict[str, Progressed]]:
+    """What a completion listener calls for these jobs: each one's `settle`, and its
+    `progressed` (`CompletionListener.watch(keys, *callbacks_of(jobs))`)."""
+    return {job.id: job.settle for job in jobs}, {job.id: job.progressed for job in jobs}
 
 
 class AsyncJob(asyncio.Future[Any]):
@@ -55,20 +85,11 @@ class AsyncJob(asyncio.Future[Any]):
 
     def settle(self, outcome: dict[str, Any] | BaseException) -> None:
         """Resolve from the job's final record (or the error that ended the wait)."""
-        if self.done():
-            return
-        if isinstance(outcome, BaseException):
-            self.set_exception(outcome)
-            return
-        self.record = outcome
-        self.progressed(outcome)
-        kind, value = _outcome_of(self.id, outcome)
-        if kind == "result":
-            self.set_result(value)
-        elif kind == "error":
-            self.set_exception(value)
-        else:
-            super().cancel(f"job {self.id} was cancelled")
+        _settle(self, outcome)
+
+    def cancel_here(self) -> None:
+        """The job was cancelled: cancel this future only."""
+        super().cancel(f"job {self.id} was cancelled")
 
     def progressed(self, record: dict[str, Any]) -> None:
         """The job, still running, reported progress."""
@@ -100,21 +121,11 @@ class Job(concurrent.futures.Future[Any]):
 
     def settle(self, outcome: dict[str, Any] | BaseException) -> None:
         """As `AsyncJob.settle`; called from the producer's listener thread."""
-        try:
-            if isinstance(outcome, BaseException):
-                self.set_exception(outcome)
-                return
-            self.record = outcome
-            self.progressed(outcome)
-            kind, value = _outcome_of(self.id, outcome)
-            if kind == "result":
-                self.set_result(value)
-            elif kind == "error":
-                self.set_exception(value)
-            else:
-                super().cancel()
-        except concurrent.futures.InvalidStateError:
-            pass  # cancelled meanwhile by its owner
+        _settle(self, outcome)
+
+    def cancel_here(self) -> None:
+        """The job was cancelled: cancel this future only."""
+        super().cancel()
 
     def progressed(self, record: dict[str, Any]) -> None:
         """The job, still running, reported progress (from the listener's thread)."""

@@ -17,10 +17,19 @@ from worker.jobs.progress import MIN_INTERVAL, ProgressReporter, checked_fractio
 class Writes:
     def __init__(self) -> None:
         self.values: list[tuple[float, str]] = []
+        self.written = asyncio.Event()
 
     async def __call__(self, fraction: float, note: str, at: float) -> bool:
         self.values.append((fraction, note))
+        self.written.set()
         return True
+
+    async def until(self, last: tuple[float, str]) -> None:
+        """Wait (10 s at most) until `last` is the latest value written."""
+        async with asyncio.timeout(10):
+            while not self.values or self.values[-1] != last:
+                self.written.clear()
+                await self.written.wait()
 
 
 def test_a_tight_loop_is_written_a_few_times_and_the_latest_value_last() -> None:
@@ -31,7 +40,7 @@ def test_a_tight_loop_is_written_a_few_times_and_the_latest_value_last() -> None
         for step in range(1, 10_001):
             reporter.report(step / 10_000, f"{step}")
         elapsed = time.monotonic() - began
-        await asyncio.sleep(MIN_INTERVAL * 2.5)
+        await writes.until((1.0, "10000"))
         reporter.stop()
         return writes.values, elapsed
 
@@ -47,7 +56,7 @@ def test_reports_from_a_thread_reach_the_loop() -> None:
         thread = threading.Thread(target=reporter.report, args=(0.5, "half"))
         thread.start()
         await asyncio.to_thread(thread.join)
-        await asyncio.sleep(0.1)
+        await writes.until((0.5, "half"))
         reporter.stop()
         return writes.values
 

@@ -23,10 +23,7 @@ for i = 1, #ARGV / 6 do
   -- 'reason' comes with the error and traceback of an earlier failed attempt (retry.lua).
   local seen = redis.call('HMGET', record, 'attempts', 'status', 'reason', 'watched',
     'cancel_requested')
-  local outcome, status = 1, STATUS.succeeded
-  if seen[5] then
-    outcome, status = 2, STATUS.cancelled
-  end
+  local outcome, status = outcome_of(seen[5], STATUS.succeeded)
   -- From the tail: the oldest jobs of the list sit there, and they tend to finish first.
   local held = release_held(KEYS[1], ARGV[base + 1], seen[1], seen[2], ARGV[base + 5],
     status, true)

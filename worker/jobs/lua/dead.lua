@@ -18,10 +18,7 @@
 -- Returns 1 when dead-lettered (now, or by this same call before its reply was lost), 2 when
 -- recorded as cancelled instead, 0 when the job was no longer held by this attempt.
 local seen = redis.call('HMGET', KEYS[3], 'attempts', 'status', 'watched', 'cancel_requested')
-local outcome, status = 1, STATUS.dead
-if seen[4] then
-  outcome, status = 2, STATUS.cancelled
-end
+local outcome, status = outcome_of(seen[4], STATUS.dead)
 local held = release_held(KEYS[1], ARGV[1], seen[1], seen[2], ARGV[8], status, false)
 if held == 'settled' then
   return outcome

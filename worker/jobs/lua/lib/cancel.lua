@@ -9,3 +9,12 @@ local function mark_cancelled(record, finished_at, ttl)
   redis.call('HDEL', record, 'result', 'traceback', 'next_attempt_at')
   redis.call('EXPIRE', record, ttl)
 end
+
+-- What the script settling an attempt records: the outcome it was called for (1, `status`),
+-- or `cancelled` (2) when a producer asked for the job to be cancelled while it ran.
+local function outcome_of(cancel_requested, status)
+  if cancel_requested then
+    return 2, STATUS.cancelled
+  end
+  return 1, status
+end
