@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Generator, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio
@@ -26,18 +26,23 @@ from producer.batches import (
     schedule_of_push,
     send_batch,
 )
-from producer.cancelling import Cancelled, ReadDelayed, ReadGroup, ReadReady, cancel_steps
+from producer.cancelling import Cancelled, cancel_steps
 from producer.completions import CompletionListener, WaitForAll
 from producer.connection import DEFAULT_REDIS_URL, async_client
+from producer.dependencies import dependency_ids, hold_steps, released_to
 from producer.envelope import JobEnvelope, build_envelope
 from producer.futures import AsyncJob, callbacks_of
 from producer.groups import Call, Group, plan_group
-from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE
+from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys
 from producer.records import decode_record
 from producer.schedule import Schedule, make_schedule
-from producer.scripts import PRODUCER_SCRIPTS, AsyncScripts
+from producer.scripts import PRODUCER_SCRIPTS, AsyncScripts, ScriptCall
+from producer.settling import settle_steps
+from producer.steps import ReadDelayed, ReadFields, ReadList, ReadReady, ReadSetSample, Step
 
 log = structlog.get_logger()
+
+T = TypeVar("T")
 
 
 class AsyncProducer(ProducerBase):
@@ -67,12 +72,19 @@ class AsyncProducer(ProducerBase):
         _front: bool = False,
         _delay: float | timedelta | None = None,
         _at: datetime | None = None,
+        _after: Any = None,
         **kwargs: Any,
     ) -> str:
         schedule = schedule_of_push(_delay, _at, _front)
         envelope = build_envelope(
             task, args, kwargs, job_id=_id, max_attempts=_max_attempts, timeout=_timeout
         )
+        if _after is not None:
+            keys = self.keys_for(_queue)
+            after, pushed = dependency_ids(_after, keys)
+            released = released_to(_front, schedule)
+            await self._run(hold_steps(keys, envelope, after, pushed, released), keys)
+            return str(envelope.id)
         return (await self._push([envelope], _queue, _front, schedule, DEFAULT_BATCH_SIZE))[0]
 
     async def push_many(
@@ -155,6 +167,7 @@ class AsyncProducer(ProducerBase):
         _front: bool = False,
         _delay: float | timedelta | None = None,
         _at: datetime | None = None,
+        _after: Any = None,
         **kwargs: Any,
     ) -> AsyncJob:
         """`push`, returning the job's future (an `asyncio.Future`): its result once the job
@@ -170,10 +183,11 @@ class AsyncProducer(ProducerBase):
             _front=_front,
             _delay=_delay,
             _at=_at,
+            _after=_after,
             **kwargs,
         )
         keys = self.keys_for(_queue)
-        job = self._new_job(job_id, keys.queue)
+        job = self._new_job(job_id, keys.queue, pushed=True)
         await self._completions().watch(keys, *callbacks_of([job]))
         return job
 
@@ -186,12 +200,9 @@ class AsyncProducer(ProducerBase):
         of the members and of the callback; `InvalidJob` (nothing pushed) for bad input."""
         keys = self.keys_for(queue)
         plan = plan_group(calls, then, keys)
-        pipe = self.redis.pipeline(transaction=True)
-        for method, args, kwargs in plan.commands():
-            getattr(pipe, method)(*args, **kwargs)
-        await pipe.execute()
-        members = [self._new_job(job_id, keys.queue) for job_id in plan.member_ids]
-        callback = self._new_job(plan.callback_id, keys.queue)
+        await self._run(plan.steps(), keys)
+        members = [self._new_job(job_id, keys.queue, pushed=True) for job_id in plan.member_ids]
+        callback = self._new_job(plan.callback_id, keys.queue, pushed=True)
         jobs = [*members, callback]
         await self._completions().watch(keys, *callbacks_of(jobs))
         return Group(plan.group_id, members, callback)
@@ -207,29 +218,52 @@ class AsyncProducer(ProducerBase):
     async def cancel(self, job_id: str, *, queue: str | None = None) -> Cancelled:
         """`Producer.cancel`, awaited."""
         keys = self.keys_for(queue)
-        steps = cancel_steps(keys, job_id)
+        return await self._run(cancel_steps(keys, job_id), keys)
+
+    async def settle_dependents(self, *, queue: str | None = None) -> int:
+        """Settle the jobs held for jobs that have ended (docs/futures.md#dependencies):
+        workers do it on their own; returns how many ended jobs were settled here."""
+        keys = self.keys_for(queue)
+        return await self._run(settle_steps(keys), keys)
+
+    async def _run(self, steps: Generator[Step, Any, T], keys: QueueKeys) -> T:
+        """Run the steps of work written once for both producers (`producer.steps`)."""
         reply: Any = None
         try:
             while True:
                 step = steps.send(reply)
-                if isinstance(step, ReadGroup):
-                    reply = await self.redis.hget(step.record, "group_id")
+                if isinstance(step, ScriptCall):
+                    reply = await self._scripts.run(step)
+                elif isinstance(step, ReadFields):
+                    pipe = self.redis.pipeline(transaction=False)
+                    for record in step.records:
+                        pipe.hmget(record, step.fields)
+                    reply = await pipe.execute()
                 elif isinstance(step, ReadReady):
                     reply = await self.redis.lrange(keys.ready, step.start, step.stop)
                 elif isinstance(step, ReadDelayed):
                     reply = await self.redis.zrange(keys.delayed, step.start, step.stop)
+                elif isinstance(step, ReadList):
+                    reply = await self.redis.lrange(step.key, 0, -1)
+                elif isinstance(step, ReadSetSample):
+                    reply = await self.redis.srandmember(step.key, step.count)
                 else:
-                    reply = await self._scripts.run(step)
+                    pipe = self.redis.pipeline(transaction=True)
+                    for method, args, kwargs in step.commands:
+                        getattr(pipe, method)(*args, **kwargs)
+                    reply = await pipe.execute()
         except StopIteration as done:
-            return cast("Cancelled", done.value)
+            return cast("T", done.value)
 
     @functools.cached_property
     def _scripts(self) -> AsyncScripts:
         return AsyncScripts(self.redis, PRODUCER_SCRIPTS)
 
-    def _new_job(self, job_id: str, queue: str) -> AsyncJob:
+    def _new_job(self, job_id: str, queue: str, *, pushed: bool = False) -> AsyncJob:
         loop = asyncio.get_running_loop()
-        return AsyncJob(job_id, queue, self._cancel_in_background, loop=loop)
+        job = AsyncJob(job_id, queue, self._cancel_in_background, loop=loop)
+        job.pushed = pushed
+        return job
 
     def _cancel_in_background(self, job_id: str, queue: str) -> None:
         self._in_background(self._cancel_quietly(job_id, queue))

@@ -9,19 +9,17 @@ generator that yields what to send and receives the replies.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import orjson
-
 from producer.completions import WATCH_TTL
 from producer.keys import QueueKeys
-from producer.scripts import ScriptCall, cancel_call
+from producer.scripts import cancel_call
+from producer.settling import settle_steps
+from producer.steps import ReadFields, Step, scan_entries, text
 
-# Entries read per LRANGE / ZRANGE while looking for a job that has not started.
-SCAN_CHUNK = 1000
 # Rounds before giving up on a job that keeps moving between two reads (taken meanwhile).
 ROUNDS = 4
 
@@ -51,86 +49,29 @@ class Cancelled:
         return f"{self.job_id}: no such job in this queue"
 
 
-@dataclass(frozen=True, slots=True)
-class ReadGroup:
-    """Read the `group_id` of the job's record (`HGET`): a member of a group is counted in
-    it when cancelled."""
-
-    record: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReadReady:
-    """Read `LRANGE ready start stop`."""
-
-    start: int
-    stop: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReadDelayed:
-    """Read `ZRANGE delayed start stop`."""
-
-    start: int
-    stop: int
-
-
-# What the steps ask the producer to do, and what they get back.
-Step = ScriptCall | ReadGroup | ReadReady | ReadDelayed
 Steps = Generator[Step, Any, Cancelled]
 
 
-def entry_of(entries: Sequence[bytes], job_id: str) -> bytes | None:
-    """The entry (job bytes) whose envelope has this id, if one has."""
-    needle = job_id.encode()
-    for raw in entries:
-        if needle not in raw:  # most entries: no parsing
-            continue
-        try:
-            envelope = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(envelope, dict) and envelope.get("id") == job_id:
-            return raw
-    return None
-
-
 def cancel_steps(keys: QueueKeys, job_id: str) -> Steps:
-    group = yield ReadGroup(keys.job(job_id))
-    job_group = None if group is None else _text(group)
+    (fields,) = yield ReadFields([keys.job(job_id)], ("group_id",))
+    job_group = None if fields[0] is None else text(fields[0])
     raw: bytes | None = None
     for _ in range(ROUNDS):
         call = cancel_call(
             keys, job_id, raw=raw, ttl=WATCH_TTL, now=time.time(), job_group=job_group
         )
-        outcome, status = yield call
-        outcome, status = _text(outcome), _text(status) or None
+        outcome, status, *has_dependents = yield call
+        outcome, status = text(outcome), text(status) or None
+        if has_dependents and has_dependents[0] == 1:  # jobs held for it: cancel them now
+            yield from settle_steps(keys)
         if outcome == "moved":  # taken between the scan and the call: it has a status now
             raw = None
             continue
         if outcome != "unknown":
             return Cancelled(job_id, CancelOutcome(outcome), status)
         if raw is None:
-            raw = yield from _find_entry(job_id)
+            raw = (yield from scan_entries([job_id])).get(job_id)
             if raw is not None:
                 continue
         return Cancelled(job_id, CancelOutcome.UNKNOWN, None)
     return Cancelled(job_id, CancelOutcome.UNKNOWN, None)
-
-
-def _find_entry(job_id: str) -> Generator[Step, Any, bytes | None]:
-    for read in (ReadReady, ReadDelayed):
-        start = 0
-        while True:
-            entries = yield read(start, start + SCAN_CHUNK - 1)
-            found = entry_of(entries, job_id)
-            if found is not None:
-                return found
-            if len(entries) < SCAN_CHUNK:
-                break
-            start += SCAN_CHUNK
-    return None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value

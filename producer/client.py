@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
 import structlog
@@ -25,19 +25,24 @@ from producer.batches import (
     schedule_of_push,
     send_batch,
 )
-from producer.cancelling import Cancelled, ReadDelayed, ReadGroup, ReadReady, cancel_steps
+from producer.cancelling import Cancelled, cancel_steps
 from producer.completions import WaitForAll
 from producer.completions_thread import ThreadCompletionListener
 from producer.connection import DEFAULT_REDIS_URL, sync_client
+from producer.dependencies import dependency_ids, hold_steps, released_to
 from producer.envelope import JobEnvelope, build_envelope
 from producer.futures import Job, callbacks_of
 from producer.groups import Call, Group, plan_group
-from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE
+from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys
 from producer.records import decode_record
 from producer.schedule import Schedule, make_schedule
-from producer.scripts import PRODUCER_SCRIPTS, SyncScripts
+from producer.scripts import PRODUCER_SCRIPTS, ScriptCall, SyncScripts
+from producer.settling import settle_steps
+from producer.steps import ReadDelayed, ReadFields, ReadList, ReadReady, ReadSetSample, Step
 
 log = structlog.get_logger()
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_BATCH_SIZE", "Producer", "ProgressCallback", "plan_batches"]
 
@@ -68,6 +73,7 @@ class Producer(ProducerBase):
         _front: bool = False,
         _delay: float | timedelta | None = None,
         _at: datetime | None = None,
+        _after: Any = None,
         **kwargs: Any,
     ) -> str:
         """Push one job and return its id. Options start with `_` to leave room for kwargs.
@@ -79,6 +85,12 @@ class Producer(ProducerBase):
         envelope = build_envelope(
             task, args, kwargs, job_id=_id, max_attempts=_max_attempts, timeout=_timeout
         )
+        if _after is not None:
+            keys = self.keys_for(_queue)
+            after, pushed = dependency_ids(_after, keys)
+            released = released_to(_front, schedule)
+            self._run(hold_steps(keys, envelope, after, pushed, released), keys)
+            return str(envelope.id)
         return self._push([envelope], _queue, _front, schedule, DEFAULT_BATCH_SIZE, None)[0]
 
     def push_many(
@@ -179,6 +191,7 @@ class Producer(ProducerBase):
         _front: bool = False,
         _delay: float | timedelta | None = None,
         _at: datetime | None = None,
+        _after: Any = None,
         **kwargs: Any,
     ) -> Job:
         """`push`, returning the job's future (`concurrent.futures.Future`): its result once
@@ -193,21 +206,23 @@ class Producer(ProducerBase):
             _front=_front,
             _delay=_delay,
             _at=_at,
+            _after=_after,
             **kwargs,
         )
-        return self.job(job_id, queue=_queue)
+        job = self.job(job_id, queue=_queue)
+        job.pushed = True
+        return job
 
     def group(self, calls: Sequence[Call], *, then: Call, queue: str | None = None) -> Group[Job]:
         """`AsyncProducer.group` for synchronous code: the futures are `Job`s."""
         keys = self.keys_for(queue)
         plan = plan_group(calls, then, keys)
-        pipe = self.redis.pipeline(transaction=True)
-        for method, args, kwargs in plan.commands():
-            getattr(pipe, method)(*args, **kwargs)
-        pipe.execute()
+        self._run(plan.steps(), keys)
         members = [Job(job_id, keys.queue, self._cancel_quietly) for job_id in plan.member_ids]
         callback = Job(plan.callback_id, keys.queue, self._cancel_quietly)
         jobs = [*members, callback]
+        for job in jobs:
+            job.pushed = True
         self._completions().watch(keys, *callbacks_of(jobs))
         return Group(plan.group_id, members, callback)
 
@@ -222,21 +237,41 @@ class Producer(ProducerBase):
         """Cancel a job (docs/futures.md#cancel): one not started never runs; a running one
         is cancelled by its worker. Says what was done; a final job is left as it is."""
         keys = self.keys_for(queue)
-        steps = cancel_steps(keys, job_id)
+        return self._run(cancel_steps(keys, job_id), keys)
+
+    def settle_dependents(self, *, queue: str | None = None) -> int:
+        """`AsyncProducer.settle_dependents` for synchronous code."""
+        keys = self.keys_for(queue)
+        return self._run(settle_steps(keys), keys)
+
+    def _run(self, steps: Generator[Step, Any, T], keys: QueueKeys) -> T:
+        """Run the steps of work written once for both producers (`producer.steps`)."""
         reply: Any = None
         try:
             while True:
                 step = steps.send(reply)
-                if isinstance(step, ReadGroup):
-                    reply = self.redis.hget(step.record, "group_id")
+                if isinstance(step, ScriptCall):
+                    reply = self._scripts.run(step)
+                elif isinstance(step, ReadFields):
+                    pipe = self.redis.pipeline(transaction=False)
+                    for record in step.records:
+                        pipe.hmget(record, step.fields)
+                    reply = pipe.execute()
                 elif isinstance(step, ReadReady):
                     reply = self.redis.lrange(keys.ready, step.start, step.stop)
                 elif isinstance(step, ReadDelayed):
                     reply = self.redis.zrange(keys.delayed, step.start, step.stop)
+                elif isinstance(step, ReadList):
+                    reply = self.redis.lrange(step.key, 0, -1)
+                elif isinstance(step, ReadSetSample):
+                    reply = self.redis.srandmember(step.key, step.count)
                 else:
-                    reply = self._scripts.run(step)
+                    pipe = self.redis.pipeline(transaction=True)
+                    for method, args, kwargs in step.commands:
+                        getattr(pipe, method)(*args, **kwargs)
+                    reply = pipe.execute()
         except StopIteration as done:
-            return cast("Cancelled", done.value)
+            return cast("T", done.value)
 
     @functools.cached_property
     def _scripts(self) -> SyncScripts:

@@ -74,6 +74,7 @@ class AsyncJob(asyncio.Future[Any]):
         self.record: dict[str, Any] | None = None  # the final record, once there is one
         self.progress: float | None = None  # as the task last reported it (0 to 1)
         self.progress_note: str | None = None
+        self.pushed = False  # pushed by this process (so known to exist)
         self._cancel_job = cancel_job
 
     def cancel(self, msg: Any | None = None) -> bool:
@@ -110,6 +111,7 @@ class Job(concurrent.futures.Future[Any]):
         self.record: dict[str, Any] | None = None
         self.progress: float | None = None
         self.progress_note: str | None = None
+        self.pushed = False  # pushed by this process (so known to exist)
         self._cancel_job = cancel_job
 
     def cancel(self) -> bool:
@@ -117,15 +119,20 @@ class Job(concurrent.futures.Future[Any]):
         if self.done():
             return False
         self._cancel_job(self.id, self.queue)
-        return super().cancel()
+        return self.cancel_here()
 
     def settle(self, outcome: dict[str, Any] | BaseException) -> None:
         """As `AsyncJob.settle`; called from the producer's listener thread."""
         _settle(self, outcome)
 
-    def cancel_here(self) -> None:
+    def cancel_here(self) -> bool:
         """The job was cancelled: cancel this future only."""
-        super().cancel()
+        if not super().cancel():
+            return False
+        # What an executor does for a future it will not run: without it, waiters of
+        # `concurrent.futures.wait` and `as_completed` would not hear of the cancel.
+        self.set_running_or_notify_cancel()
+        return True
 
     def progressed(self, record: dict[str, Any]) -> None:
         """The job, still running, reported progress (from the listener's thread)."""

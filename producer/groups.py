@@ -6,21 +6,25 @@ members' outcomes in order.
 
 This module checks the calls and plans what one MULTI/EXEC writes: the group's hash, each
 member's record (`group_id`, `group_index`) and the members themselves, so a group is pushed
-whole or not at all; the producers send it.
+whole or not at all; the producers send it. A member may wait for jobs pushed before it and
+for members listed before it (`call(..., _after=[...])`, producer/dependencies.py): it is
+held, not pushed, until they have succeeded.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import orjson
 
+from producer.dependencies import as_eval, check_exist, dependency_ids, hold_call
 from producer.envelope import JobEnvelope, build_envelope, new_job_id
 from producer.errors import InvalidJob
 from producer.keys import QueueKeys
+from producer.steps import Step, Transaction
 
 # How long a group's hash (and a member's record before its start) is kept: a group whose
 # members have not all ended by then never calls back.
@@ -35,6 +39,11 @@ class Call:
 
     envelope: JobEnvelope
     queue: str | None = None
+    after: tuple[Any, ...] = ()  # jobs, ids or earlier members of the group
+
+    @property
+    def id(self) -> str:
+        return str(self.envelope.id)
 
 
 def call(
@@ -44,14 +53,19 @@ def call(
     _max_attempts: int | None = None,
     _timeout: float | None = None,
     _queue: str | None = None,
+    _after: Any = None,
     **kwargs: Any,
 ) -> Call:
     """A member or the callback of a group; checked now (`InvalidJob` for a non-JSON
-    argument), pushed by `group`. Options as for `push`."""
+    argument), pushed by `group`. Options as for `push`; `_after` lists jobs, job ids or
+    members listed before this one that it waits for."""
     envelope = build_envelope(
         task, args, kwargs, job_id=_id, max_attempts=_max_attempts, timeout=_timeout
     )
-    return Call(envelope, _queue)
+    if _after is None:
+        return Call(envelope, _queue)
+    after = (_after,) if isinstance(_after, str | Call) or hasattr(_after, "id") else _after
+    return Call(envelope, _queue, tuple(after))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +84,11 @@ class GroupPlan:
     members: list[JobEnvelope]
     callback: JobEnvelope
     group_fields: dict[str, str | int | float | bytes]
+    # Members held for others: index in `members` -> the ids they wait for.
+    holds: dict[int, list[str]] = field(default_factory=dict)
+    # Jobs outside the group that members wait for, and which of them this process pushed.
+    outside: list[str] = field(default_factory=list)
+    pushed: set[str] = field(default_factory=set)
 
     @property
     def member_ids(self) -> list[str]:
@@ -93,8 +112,20 @@ class GroupPlan:
             writes.append(("hset", (record,), {"mapping": fields}))
             writes.append(("expire", (record, GROUP_TTL), {}))
         # LPUSH a b c leaves c b a: workers take from the right, so members start in order.
-        writes.append(("lpush", (self.keys.ready, *(m.to_json() for m in self.members)), {}))
+        free = [m.to_json() for i, m in enumerate(self.members) if i not in self.holds]
+        if free:
+            writes.append(("lpush", (self.keys.ready, *free), {}))
+        for index, after in self.holds.items():
+            member = self.members[index]
+            writes.append(
+                as_eval(hold_call(self.keys, member, after, released="back", group=self.group_id))
+            )
         return writes
+
+    def steps(self) -> Generator[Step, Any, None]:
+        """Check that the outside jobs waited for exist, then write the group."""
+        yield from check_exist(self.keys, [i for i in self.outside if i not in self.pushed])
+        yield Transaction(self.commands())
 
 
 def plan_group(calls: Sequence[Call], then: Call, keys: QueueKeys) -> GroupPlan:
@@ -110,6 +141,10 @@ def plan_group(calls: Sequence[Call], then: Call, keys: QueueKeys) -> GroupPlan:
     if not isinstance(then, Call):
         raise InvalidJob("the callback (then=) must be a call(...)", field="then")
     _same_queue(then, keys, "the callback")
+    if then.after:
+        raise InvalidJob(
+            "the callback runs once the group has ended: it takes no _after", field="_after"
+        )
     members = [member.envelope.model_copy() for member in calls]
     ids = [str(envelope.id) for envelope in members]
     if len(set(ids)) != len(ids) or then.envelope.id in ids:
@@ -119,6 +154,7 @@ def plan_group(calls: Sequence[Call], then: Call, keys: QueueKeys) -> GroupPlan:
         envelope.__dict__["group"] = group_id  # valid by construction (see `stamp`)
     placeholder = f"__coroq_results_{group_id}__"
     callback = _with_results(then.envelope, placeholder)
+    holds, outside, pushed = _waits(calls, keys)
     fields: dict[str, str | int | float | bytes] = {
         "size": len(members),
         "left": len(members),
@@ -127,7 +163,50 @@ def plan_group(calls: Sequence[Call], then: Call, keys: QueueKeys) -> GroupPlan:
         "callback_id": str(callback.id),
         "created_at": repr(time.time()),
     }
-    return GroupPlan(group_id, keys, members, callback, fields)
+    return GroupPlan(group_id, keys, members, callback, fields, holds, outside, pushed)
+
+
+def _waits(
+    calls: Sequence[Call], keys: QueueKeys
+) -> tuple[dict[int, list[str]], list[str], set[str]]:
+    """What each member waits for: members listed before it (by call or by id) or jobs
+    outside the group. A member can wait for no member listed after it: no cycle."""
+    position = {member.id: index for index, member in enumerate(calls)}
+    holds: dict[int, list[str]] = {}
+    outside: list[str] = []
+    pushed: set[str] = set()
+    for index, member in enumerate(calls):
+        if not member.after:
+            continue
+        after = [_member_id(item, calls, index) for item in member.after]
+        ids, from_here = dependency_ids(after, keys)
+        for job_id in ids:
+            at = position.get(job_id)
+            if at is None:
+                outside.append(job_id)
+                if job_id in from_here:
+                    pushed.add(job_id)
+            elif at >= index:
+                raise InvalidJob(
+                    f"member {index} waits for member {at}, listed "
+                    + ("as itself" if at == index else "after it")
+                    + ": list the jobs waited for first",
+                    field="_after",
+                )
+        holds[index] = ids
+    return holds, outside, pushed
+
+
+def _member_id(item: Any, calls: Sequence[Call], index: int) -> Any:
+    """A member waited for, as its id; anything else as it is."""
+    if not isinstance(item, Call):
+        return item
+    if not any(item is member for member in calls):
+        raise InvalidJob(
+            f"member {index} waits for a call(...) that is not a member of this group",
+            field="_after",
+        )
+    return item.id
 
 
 def _same_queue(member: Call, keys: QueueKeys, what: str) -> None:

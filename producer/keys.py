@@ -8,6 +8,9 @@
 | `{prefix}:{Q}:dead`              | list       | jobs that failed for good, with the reason    |
 | `{prefix}:{Q}:suspects`          | sorted set | jobs lost with a worker, to run in small groups |
 | `{prefix}:{Q}:job:<id>`          | hash + TTL | status, attempts, result or error, timestamps |
+| `{prefix}:{Q}:group:<gid>`       | hash + TTL | a group's size, members left, callback        |
+| `{prefix}:{Q}:dependents:<id>`   | list + TTL | ids of the jobs held until job <id> succeeds  |
+| `{prefix}:{Q}:settling`          | set        | ended jobs whose dependents await settling    |
 | `{prefix}:{Q}:worker:<wid>`      | str + TTL  | heartbeat of a worker serving queue Q         |
 | `{prefix}:workers`               | set        | worker ids, for listing                       |
 
@@ -110,6 +113,21 @@ class QueueKeys:
     def group(self, group_id: str) -> str:
         """A group of jobs with a callback (docs/futures.md#groups)."""
         return f"{self.base}:group:{group_id}"
+
+    @property
+    def settling(self) -> str:
+        """Ids of ended jobs whose dependents are still to be settled (lib/after.lua)."""
+        return f"{self.base}:settling"
+
+    @property
+    def settle_channel(self) -> str:
+        """The pub/sub channel on which the id of an ended job with dependents is published;
+        its queue's workers listen, and settle them (docs/futures.md#dependencies)."""
+        return f"{self.base}:settle"
+
+    def dependents(self, job_id: str) -> str:
+        """The ids of the jobs held until this one succeeds (docs/futures.md#dependencies)."""
+        return f"{self.base}:dependents:{job_id}"
 
     def worker(self, worker_id: str) -> str:
         return f"{self.base}:worker:{worker_id}"

@@ -13,13 +13,16 @@ _NUMBER_FIELDS = {
     "forgiven": int,
     "group": int,
     "group_index": int,
+    "after_left": int,
 }
 _TIME_FIELDS = {"started_at", "finished_at", "enqueued_at", "next_attempt_at", "progress_at"}
 _FRACTION_FIELDS = {"progress"}
 # Bookkeeping of the worker's scripts, not part of what a record tells its reader.
 # (`watched`: a producer waits on the job, docs/protocol.md#completion.)
 # (`group_counted`: the member was counted in its group, docs/futures.md#groups.)
-_INTERNAL_FIELDS = {"start_token", "watched", "group_counted"}
+# (`held`, `held_to`, `dependents`: a job held for others, docs/futures.md#dependencies.)
+_INTERNAL_FIELDS = {"start_token", "watched", "group_counted", "held", "held_to", "dependents"}
+_JSON_FIELDS = {"result", "after"}
 
 
 def _text(value: bytes | str) -> str:
@@ -38,7 +41,7 @@ def decode_record(raw: Mapping[Any, Any]) -> dict[str, Any]:
             record[name] = int(text)
         elif name in _TIME_FIELDS or name in _FRACTION_FIELDS:
             record[name] = float(text)
-        elif name == "result":
+        elif name in _JSON_FIELDS:
             record[name] = orjson.loads(value)
         else:
             record[name] = text

@@ -42,10 +42,10 @@ class ScriptLibrary:
     package: str
     names: tuple[str, ...]
     uses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    # Scripts that take any number of jobs in one call: KEYS[1] is shared (the worker's
-    # processing list), then each job's keys; each call carries one job, and the script
-    # returns one result per job. Calls of such a
-    # script with the same KEYS[1] are merged into one command (`merge_calls`).
+    # Scripts that take any number of jobs in one call: KEYS[1] and KEYS[2] are shared (the
+    # worker's processing list, the queue's settling set), then each job's keys; each call
+    # carries one job, and the script returns one result per job. Calls of such a script
+    # with the same shared keys are merged into one command (`merge_calls`).
     job_batch_scripts: frozenset[str] = frozenset()
 
     @cached_property
@@ -75,8 +75,18 @@ class ScriptLibrary:
 # The producer's own scripts: the dead-letter tools of `producer dead`, the marking of the
 # jobs a producer waits on, and cancelling.
 PRODUCER_SCRIPTS = ScriptLibrary(
-    "producer", ("revive", "purge", "watch", "cancel"), uses={"cancel": ("group",)}
+    "producer",
+    ("revive", "purge", "watch", "cancel", "hold", "settle"),
+    uses={
+        "cancel": ("group", "after"),
+        "hold": ("group",),
+        "settle": ("group", "notify", "after"),
+    },
 )
+
+
+# The keys every job of a job-batch script's call shares (see `ScriptLibrary`).
+JOB_BATCH_SHARED_KEYS = 2
 
 
 def merge_calls(
@@ -87,23 +97,24 @@ def merge_calls(
     command's list of results, or None when the command is the call itself)."""
     commands: list[ScriptCall] = []
     places: list[tuple[int, int | None]] = []
-    merged: dict[tuple[str, str], int] = {}
+    merged: dict[tuple[str, ...], int] = {}
     jobs_in: dict[int, int] = {}  # command index -> jobs merged into it so far
     for call in calls:
         if call.script not in job_batch_scripts:
             places.append((len(commands), None))
             commands.append(call)
             continue
-        group = (call.script, call.keys[0])
+        shared = call.keys[:JOB_BATCH_SHARED_KEYS]
+        group = (call.script, *shared)
         index = merged.get(group)
         if index is None:
             index = merged[group] = len(commands)
-            commands.append(ScriptCall(call.script, [call.keys[0]], []))
+            commands.append(ScriptCall(call.script, list(shared), []))
         command = commands[index]
         # One result per job, whatever the number of keys a job brings (a group's, too).
         places.append((index, jobs_in.get(index, 0)))
         jobs_in[index] = jobs_in.get(index, 0) + 1
-        command.keys.extend(call.keys[1:])
+        command.keys.extend(call.keys[JOB_BATCH_SHARED_KEYS:])
         command.args.extend(call.args)
     return commands, places
 
@@ -229,6 +240,6 @@ def cancel_call(
     group = [] if job_group is None else [keys.group(job_group)]
     return ScriptCall(
         "cancel",
-        [keys.job(job_id), keys.ready, keys.delayed, *group],
+        [keys.job(job_id), keys.ready, keys.delayed, keys.settling, *group],
         [repr(now), ttl, raw or b"", job_id, keys.done_channel, keys.cancel_channel],
     )

@@ -3,7 +3,8 @@
 -- - running: `cancel_requested` is set and the id published on the queue's cancel channel;
 --   the worker running it cancels it and records `cancelled` (worker/jobs/lua/lib/cancel.lua);
 -- - queued or retrying: recorded `cancelled` now; its entry, still in the ready list or the
---   delayed set, is dropped by the first worker that takes it, unstarted;
+--   delayed set, is dropped by the first worker that takes it, unstarted; a job held for the
+--   jobs it waits for (`held`, lib/after.lua) is dropped from its record;
 -- - no status (never started: only a waiting producer's mark, or no record): the caller found
 --   its bytes in the ready list or the delayed set (ARGV[3]); they are removed here, and the
 --   job recorded `cancelled`. Not found there: unknown.
@@ -15,11 +16,13 @@
 -- ARGV[3]  the job's bytes as found in the ready list or the delayed set ('' when not found)
 -- ARGV[4]  the job id
 -- ARGV[5]  the queue's done channel   ARGV[6]  the queue's cancel channel
--- KEYS[4]  for a member of a group (its record's `group_id`): the group's hash, in which it is
+-- KEYS[4]  settling set      coroq:{Q}:settling (lib/after.lua)
+-- KEYS[5]  for a member of a group (its record's `group_id`): the group's hash, in which it is
 --          counted when cancelled here (lib/group.lua)
--- Returns {what was done, the status it had}: 'final', 'requested', 'cancelled', 'unknown',
+-- Jobs held for this one are marked to be settled (cancelled with it: lib/after.lua).
+-- Returns {what was done, the status it had[, 1 when jobs wait for it: settle them]}: 'final', 'requested', 'cancelled', 'unknown',
 -- or 'moved' (its bytes were no longer where they were found: it was taken meanwhile).
-local seen = redis.call('HMGET', KEYS[1], 'status', 'watched')
+local seen = redis.call('HMGET', KEYS[1], 'status', 'watched', 'dependents')
 local status = seen[1]
 if status == STATUS.succeeded or status == STATUS.dead or status == STATUS.cancelled then
   return {'final', status}
@@ -40,13 +43,16 @@ if not status then
 end
 redis.call('HSET', KEYS[1], 'status', STATUS.cancelled, 'reason', 'by_request',
   'error', 'cancelled by request', 'finished_at', ARGV[1])
-redis.call('HDEL', KEYS[1], 'next_attempt_at')
+redis.call('HDEL', KEYS[1], 'next_attempt_at', 'held', 'held_to')
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-if KEYS[4] then
-  count_in_group(KEYS[1], KEYS[4], KEYS[2],
+if KEYS[5] then
+  count_in_group(KEYS[1], KEYS[5], KEYS[2],
     member_outcome(KEYS[1], STATUS.cancelled, nil, 'cancelled by request'))
 end
 if seen[2] then
   redis.call('PUBLISH', ARGV[5], ARGV[4])
 end
-return {STATUS.cancelled, status or ''}
+if seen[3] then
+  mark_settling(KEYS[1], KEYS[4])
+end
+return {STATUS.cancelled, status or '', seen[3] and 1 or 0}

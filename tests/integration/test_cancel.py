@@ -4,6 +4,7 @@ queued, delayed, running `async def` and running `def` jobs; final and unknown i
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable
 
 import redis
@@ -47,9 +48,15 @@ def test_a_delayed_job_is_removed(
 
 def test_a_waiting_future_learns_of_the_cancel(producer: Producer) -> None:
     job = producer.submit("tests.add", 1, 1, _delay=60)
+    other = producer.submit("tests.add", 1, 1, _delay=60)
     assert producer.cancel(job.id).outcome is CancelOutcome.CANCELLED
     wait_for(job.done, timeout=10)
     assert job.cancelled()
+    # As for any cancelled future: `wait` and `as_completed` count it as done.
+    done, _ = concurrent.futures.wait([job], timeout=20)
+    assert done == {job}
+    other.cancel()
+    assert list(concurrent.futures.as_completed([other], timeout=20)) == [other]
 
 
 def test_a_running_async_job_gets_cancelled_error_and_frees_its_slot(

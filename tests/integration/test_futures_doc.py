@@ -51,7 +51,8 @@ def test_the_example_runs(
     keys: QueueKeys,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
-    start_worker("--concurrency", "10")
+    # The page's examples use the built-in tasks and the examples a new install has.
+    start_worker("--concurrency", "10", env={"COROQ_TASKS": "tests.tasks,worker.tasks.examples"})
     code = code.replace(f'Producer("{DOC_URL}")', f'Producer("{redis_url}", queue="{keys.queue}")')
     code = code.replace(DOC_URL, redis_url)
     code = code.replace("coroq:{default}:", f"coroq:{{{keys.queue}}}:")

@@ -26,6 +26,7 @@ from redis.exceptions import ResponseError
 import producer.client
 import producer.completions_thread
 import producer.dead_letters
+import producer.dependencies
 import worker.jobs.protocol
 from producer.cancelling import CancelOutcome
 from producer.client import Producer
@@ -64,7 +65,8 @@ local redis = (function(real)
     GET = 1, SET = 1, HGET = 1, HSET = 1, HINCRBY = 1, HMGET = 1, HDEL = 1, HGETALL = 1,
     EXPIRE = 1, TTL = 1, LREM = 1, LPUSH = 1, RPUSH = 1, LPOP = 1, RPOP = 1, LPOS = 1,
     LINDEX = 1, LRANGE = 1, LLEN = 1, ZADD = 1, ZRANGE = 1, ZRANGEBYSCORE = 1, ZREM = 1,
-    ZCARD = 1, LMOVE = 2, RPOPLPUSH = 2, EXISTS = 'all', DEL = 'all', UNLINK = 'all', TIME = 0,
+    ZCARD = 1, SADD = 1, SREM = 1, SISMEMBER = 1, LMOVE = 2, RPOPLPUSH = 2, EXISTS = 'all',
+    DEL = 'all', UNLINK = 'all', TIME = 0,
     PUBLISH = 0,
   }
   local declared = {}
@@ -181,8 +183,8 @@ def test_a_script_that_builds_a_key_is_refused_before_it_writes(
 def test_a_command_the_check_does_not_know_is_refused(
     redis_client: redis.Redis, keys: QueueKeys
 ) -> None:
-    with pytest.raises(ResponseError, match="SADD is not a command the key check knows"):
-        run_checked(redis_client, "redis.call('SADD', KEYS[1], 'x')", [keys.ready], [])
+    with pytest.raises(ResponseError, match="SMOVE is not a command the key check knows"):
+        run_checked(redis_client, "redis.call('SMOVE', KEYS[1], KEYS[1], 'x')", [keys.ready], [])
     assert not redis_client.exists(keys.ready)
 
 
@@ -267,6 +269,11 @@ def drive_start(bench: Bench) -> None:
     assert bench.start("cancelled", "asked") == [0, 0]  # not started, and dropped
     assert bench.field("asked", "status") == b"cancelled"
     assert bench.client.lpos(bench.keys.processing(WORKER), raw_job("asked")) is None
+    # A job cancelled this way that others wait for: marked to be settled.
+    bench.hold(raw_job("waited"))
+    bench.client.hset(bench.keys.job("waited"), mapping={"cancel_requested": 1, "dependents": 1})
+    assert bench.start("waited") == [0]
+    assert bench.client.smembers(bench.keys.settling) == {b"waited"}
 
 
 def drive_ack(bench: Bench) -> None:
@@ -284,6 +291,11 @@ def drive_ack(bench: Bench) -> None:
     assert bench.settle(bench.protocol.ack("c", raw_job("c"), result, 1)) == [2]
     assert bench.field("c", "status") == b"cancelled"
     assert bench.field("c", "result") is None
+    bench.hold(raw_job("waited"))
+    bench.start("waited")
+    bench.client.hset(bench.keys.job("waited"), "dependents", 1)
+    assert bench.settle(bench.protocol.ack("waited", raw_job("waited"), result, 1)) == [1]
+    assert bench.client.smembers(bench.keys.settling) == {b"waited"}
     # The last member of a group: counted, and the callback pushed with the outcomes.
     group = bench.keys.group("g1")
     bench.client.hset(group, mapping={
@@ -304,11 +316,17 @@ def drive_retry(bench: Bench) -> None:
     stale = bench.protocol.retry("a", raw_job("a"), FAILURE, 3, 1_000)
     assert bench.settle(stale, call) == [0, 1]
     assert bench.field("a", "status") == b"retrying"
+    bench.hold(raw_job("b"))
+    bench.start("b")
+    bench.client.hset(bench.keys.job("b"), mapping={"cancel_requested": 1, "dependents": 1})
+    assert bench.settle(bench.protocol.retry("b", raw_job("b"), FAILURE, 1, 1_000)) == [2]
+    assert bench.client.smembers(bench.keys.settling) == {b"b"}
 
 
 def drive_dead(bench: Bench) -> None:
     bench.hold(raw_job("a"), b"bad input")
     bench.start("a")
+    bench.client.hset(bench.keys.job("a"), "dependents", 1)
     entry = b'{"id": "a"}'
     calls = [
         bench.protocol.dead("a", raw_job("a"), FAILURE, 1, entry),
@@ -317,6 +335,7 @@ def drive_dead(bench: Bench) -> None:
     ]
     assert bench.settle(*calls) == [1, 1, 0]
     assert bench.client.llen(bench.keys.dead) == 2
+    assert bench.client.smembers(bench.keys.settling) == {b"a"}
 
 
 def drive_requeue(bench: Bench) -> None:
@@ -399,6 +418,53 @@ def drive_cancel(bench: Bench) -> None:
         [member] = group.members
         assert producer.cancel(member.id).outcome is CancelOutcome.CANCELLED
         assert bench.client.hget(bench.keys.group(group.id), "left") == b"0"
+        # Cancelling a job others wait for cancels them too (marked, then settled).
+        bench.client.lpush(bench.keys.ready, raw_job("first"))
+        producer.push("echo", 1, _id="second", _after=["first"])
+        assert producer.cancel("first").outcome is CancelOutcome.CANCELLED
+        assert bench.field("second", "status") == b"cancelled"
+
+
+def drive_hold(bench: Bench) -> None:
+    bench.client.hset(bench.keys.job("done"), "status", "succeeded")
+    bench.client.hset(bench.keys.job("gone"), "status", "dead")
+    bench.client.lpush(bench.keys.ready, raw_job("queued"))  # no record: found in the list
+    with Producer(client=bench.client, queue=bench.keys.queue) as producer:
+        producer.push("echo", 1, _id="now", _after=["done"])
+        assert bench.client.llen(bench.keys.ready) == 2  # pushed at once
+        producer.push("echo", 2, _id="held", _after=["done", "queued"], _delay=5)
+        assert bench.field("held", "after_left") == b"1"
+        assert bench.client.lrange(bench.keys.dependents("queued"), 0, -1) == [b"held"]
+        producer.push("echo", 3, _id="never", _after=["gone"])
+        assert bench.field("never", "status") == b"cancelled"
+        # A member of a group: held in the group's transaction, counted if cancelled.
+        group = producer.group(
+            [call("echo", 4, _after=["gone"]), call("echo", 5, _after=["queued"])],
+            then=call("echo"),
+        )
+        assert bench.client.hget(bench.keys.group(group.id), "left") == b"1"
+
+
+def drive_settle(bench: Bench) -> None:
+    bench.client.hset(bench.keys.job("root"), "status", "running")
+    with Producer(client=bench.client, queue=bench.keys.queue) as producer:
+        producer.push("echo", 1, _id="a", _after=["root"])
+        group = producer.group([call("echo", 2, _id="m", _after=["root"])], then=call("echo"))
+        producer.push("echo", 3, _id="b", _after=["a"])
+        bench.client.hset(bench.keys.job("root"), "status", "dead")
+        bench.client.sadd(bench.keys.settling, "root")  # as dead.lua marks it
+        assert producer.settle_dependents() == 2  # root, then a (cancelled by it)
+        assert bench.field("a", "status") == b"cancelled"
+        assert bench.field("b", "error") == b"dependency a ended cancelled"
+        assert bench.client.hget(bench.keys.group(group.id), "left") == b"0"
+        bench.client.hset(bench.keys.job("ok"), "status", "running")
+        producer.push("echo", 5, _id="d", _after=["ok"])
+        bench.client.hset(bench.keys.job("ok"), "status", "succeeded")
+        bench.client.sadd(bench.keys.settling, "ok")
+        assert producer.settle_dependents() == 1
+        assert bench.client.zcard(bench.keys.delayed) == 0
+        assert orjson.loads(bench.client.lpop(bench.keys.ready))["id"] == "d"  # released
+        assert bench.client.scard(bench.keys.settling) == 0
 
 
 DRIVERS: dict[str, Callable[[Bench], None]] = {
@@ -416,6 +482,8 @@ DRIVERS: dict[str, Callable[[Bench], None]] = {
     "progress": drive_progress,
     "watch": drive_watch,
     "cancel": drive_cancel,
+    "hold": drive_hold,
+    "settle": drive_settle,
 }
 
 
@@ -438,7 +506,13 @@ def checked(monkeypatch: pytest.MonkeyPatch) -> CheckedLibraries:
         key_checked(WORKER_SCRIPTS, mark), key_checked(PRODUCER_SCRIPTS, mark)
     )
     monkeypatch.setattr(worker.jobs.protocol, "WORKER_SCRIPTS", libraries.worker)
-    for module in (producer.dead_letters, producer.client, producer.completions_thread):
+    modules = (
+        producer.dead_letters,
+        producer.client,
+        producer.completions_thread,
+        producer.dependencies,
+    )
+    for module in modules:
         monkeypatch.setattr(module, "PRODUCER_SCRIPTS", libraries.producer)
     return libraries
 

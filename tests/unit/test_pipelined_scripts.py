@@ -46,13 +46,13 @@ def test_merge_calls_groups_acks_by_processing_list_and_keeps_other_calls_apart(
     commands, places = merge_calls(calls, WORKER_SCRIPTS.job_batch_scripts)
     assert [command.script for command in commands] == ["ack", "requeue", "ack"]
     first = commands[0]
-    assert first.keys == [keys.processing(WORKER), keys.job("a"), keys.job("c")]
+    assert first.keys == [keys.processing(WORKER), keys.settling, keys.job("a"), keys.job("c")]
     assert first.args == [*calls[0].args, *calls[3].args]
     assert commands[1] is calls[1]
-    assert commands[2].keys == [keys.processing("w-2"), keys.job("b")]
+    assert commands[2].keys == [keys.processing("w-2"), keys.settling, keys.job("b")]
     assert places == [(0, 0), (1, None), (2, 0), (0, 1)]
     # The calls themselves are left as they were (a call may be sent again after NOSCRIPT).
-    assert calls[0].keys == [keys.processing(WORKER), keys.job("a")]
+    assert calls[0].keys == [keys.processing(WORKER), keys.settling, keys.job("a")]
     # A library without job-batch scripts sends every call as it is.
     assert merge_calls(calls, frozenset()) == (calls, [(i, None) for i in range(4)])
 
@@ -67,7 +67,7 @@ def test_a_group_member_brings_more_keys_but_one_result(keys: QueueKeys) -> None
         ours.ack("c", raw_job("c"), result, 1, "g1"),
     ]
     [command], places = merge_calls(calls, WORKER_SCRIPTS.job_batch_scripts)
-    assert len(command.keys) == 1 + 3 + 1 + 3
+    assert len(command.keys) == 2 + 3 + 1 + 3
     assert places == [(0, 0), (0, 1), (0, 2)]
 
 

@@ -1,4 +1,5 @@
-"""Hearing that a producer cancelled a job this worker runs (docs/futures.md#cancel).
+"""Hearing that a producer cancelled a job this worker runs (docs/futures.md#cancel), and
+that jobs held for others are to be settled (docs/futures.md#dependencies).
 
 A producer cancels a running job by setting `cancel_requested` on its record and publishing
 its id on the queue's `cancel` channel. This listener, on the event loop, subscribes to the
@@ -7,6 +8,10 @@ runs here; the runner then records the job `cancelled`. After each (re)subscript
 the records of the jobs running here, so a request published while it was away is not missed.
 And if none of that reaches the worker, the request still holds: the script that records the
 attempt's outcome finds it and records `cancelled` instead.
+
+On the same connection it subscribes to each queue's `settle` channel, and settles the queue
+(`worker.jobs.settling`) on each message and after each (re)subscription, which also covers
+whatever was published while it was away.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import structlog
 
 from producer.keys import QueueKeys
 from worker.jobs.running import RunningJobs
+from worker.jobs.settling import Settling
 
 log = structlog.get_logger()
 
@@ -38,17 +44,27 @@ class CancelListener:
     ) -> None:
         self._client = client
         self._by_channel = {keys.cancel_channel: keys for keys in queues}
+        self._by_settle_channel = {keys.settle_channel: keys for keys in queues}
+        self._settling = Settling(client, queues)
         self._running = running
 
     async def run(self) -> None:
-        """Listen until cancelled, reconnecting after connection errors."""
+        """Listen and settle until cancelled, reconnecting after connection errors."""
+        await asyncio.gather(self._listen(), self._settling.run())
+
+    async def _listen(self) -> None:
         pause = FIRST_PAUSE
         while True:
             pubsub = self._client.pubsub()
             try:
-                await pubsub.subscribe(*self._by_channel)
+                await pubsub.subscribe(*self._by_channel, *self._by_settle_channel)
                 async for message in pubsub.listen():
                     channel = _text(message["channel"])
+                    settle = self._by_settle_channel.get(channel)
+                    if settle is not None:
+                        if message["type"] in ("subscribe", "message"):
+                            self._settling.request(settle)
+                        continue
                     keys = self._by_channel.get(channel)
                     if keys is None:
                         continue

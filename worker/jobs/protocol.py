@@ -28,6 +28,10 @@ from producer.scripts import PipelinedScripts, ScriptCall, ScriptLibrary, SyncSc
 
 log = structlog.get_logger()
 
+# What a script that gives a job its final status does besides: count a member in its group,
+# tell a waiting producer, mark the jobs held for it to be settled (the producer's libraries).
+_FINAL_STATUS_LIBS = ("producer:group", "producer:notify", "producer:after")
+
 WORKER_SCRIPTS = ScriptLibrary(
     "worker.jobs",
     (
@@ -43,14 +47,14 @@ WORKER_SCRIPTS = ScriptLibrary(
         "progress",
     ),
     uses={
-        "progress": ("notify",),
+        "progress": ("producer:notify",),
         "take": ("promote",),
         "promote": ("promote",),
-        "start": ("records", "cancel", "notify", "producer:group"),
+        "start": ("records", "cancel", *_FINAL_STATUS_LIBS),
         "requeue": ("records",),
-        "ack": ("fence", "cancel", "notify", "producer:group"),
-        "retry": ("fence", "cancel", "notify", "producer:group"),
-        "dead": ("fence", "cancel", "notify", "producer:group"),
+        "ack": ("fence", "cancel", *_FINAL_STATUS_LIBS),
+        "retry": ("fence", "cancel", *_FINAL_STATUS_LIBS),
+        "dead": ("fence", "cancel", *_FINAL_STATUS_LIBS),
     },
     job_batch_scripts=frozenset({"ack"}),
 )
@@ -199,7 +203,7 @@ class QueueProtocol:
         args: list[str | bytes | int | float] = [
             self.worker_id, self._ttl, self.keys.queue, token, "" if group is None else group,
         ]  # fmt: skip
-        keys = [self.processing]
+        keys = [self.processing, self.keys.settling]
         for start in starts:
             enqueued = "" if start.enqueued_at is None else repr(float(start.enqueued_at))
             flag = self._job_keys(keys, start.job_id, start.job_group)
@@ -239,7 +243,7 @@ class QueueProtocol:
         attempt: int,
         job_group: str | None = None,
     ) -> ScriptCall:
-        keys = [self.processing]
+        keys = [self.processing, self.keys.settling]
         flag = self._job_keys(keys, job_id, job_group)
         return ScriptCall(
             "ack", keys, [raw, result_json, repr(time.time()), self._ttl, str(attempt), flag]
@@ -257,7 +261,8 @@ class QueueProtocol:
         keys = self.keys
         return ScriptCall(
             "retry",
-            [self.processing, keys.delayed, keys.job(job_id), *self._group_keys(job_group)],
+            [self.processing, keys.delayed, keys.job(job_id), keys.settling,
+             *self._group_keys(job_group)],
             [raw, due_ms, failure.reason, failure.error, failure.traceback, self._ttl,
              str(attempt)],
         )  # fmt: skip
@@ -275,7 +280,8 @@ class QueueProtocol:
         keys = self.keys
         return ScriptCall(
             "dead",
-            [self.processing, keys.dead, keys.job(job_id), *self._group_keys(job_group)],
+            [self.processing, keys.dead, keys.job(job_id), keys.settling,
+             *self._group_keys(job_group)],
             [raw, entry, failure.reason, failure.error, failure.traceback, repr(time.time()),
              self._ttl, "" if attempt is None else str(attempt)],
         )  # fmt: skip

@@ -3,6 +3,7 @@
 -- One call may carry many jobs of one worker (the outcomes of jobs that finished together);
 -- each is checked and recorded on its own.
 -- KEYS[1]      processing list                 coroq:{Q}:processing:<worker-id>
+-- KEYS[2]      settling set                    coroq:{Q}:settling
 -- then for each job, in order: its record hash      coroq:{Q}:job:<id>
 --          and, for a member of a group, the group's hash and the ready list
 --          (coroq:{Q}:group:<gid>, coroq:{Q}:ready)
@@ -11,18 +12,19 @@
 --          finished_at (epoch seconds); record TTL (seconds); the attempt being acknowledged;
 --          'g' when the group's keys follow its record in KEYS, else ''
 -- A job whose cancel was requested while it ran is recorded `cancelled`, its result dropped
--- (lib/cancel.lua). A member of a group is counted in it (producer/lua/lib/group.lua).
+-- (lib/cancel.lua). A member of a group is counted in it (producer/lua/lib/group.lua); the
+-- jobs held for it are marked to be settled (producer/lua/lib/after.lua).
 -- Returns, for each job, 1 when acknowledged (now, or by this same call before its reply was
 -- lost), 2 when recorded as cancelled instead, 0 when it was no longer held by this attempt.
 local acked = {}
-local key = 2
+local key = 3
 for i = 1, #ARGV / 6 do
   local base = 6 * (i - 1)
   local record, group, ready
   record, group, ready, key = job_keys(key, ARGV[base + 6])
   -- 'reason' comes with the error and traceback of an earlier failed attempt (retry.lua).
   local seen = redis.call('HMGET', record, 'attempts', 'status', 'reason', 'watched',
-    'cancel_requested')
+    'cancel_requested', 'dependents')
   local outcome, status = outcome_of(seen[5], STATUS.succeeded)
   -- From the tail: the oldest jobs of the list sit there, and they tend to finish first.
   local held = release_held(KEYS[1], ARGV[base + 1], seen[1], seen[2], ARGV[base + 5],
@@ -51,6 +53,9 @@ for i = 1, #ARGV / 6 do
     end
     if seen[4] then
       notify_done(record)
+    end
+    if seen[6] then
+      mark_settling(record, KEYS[2])
     end
     acked[i] = outcome
   else

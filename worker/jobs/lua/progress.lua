@@ -1,6 +1,6 @@
 -- Record a running job's progress (docs/futures.md#progress), only while the attempt that
 -- reports it is the job's latest and still running; publish the id on the queue's `done`
--- channel when a producer waits on it (lib/notify.lua), which then reads the new progress.
+-- channel when a producer waits on it (producer/lua/lib/notify.lua), which then reads the new progress.
 -- KEYS[1]  job record hash       coroq:{Q}:job:<id>
 -- ARGV[1]  fraction done, 0 to 1 (text)
 -- ARGV[2]  a short note ('' for none)

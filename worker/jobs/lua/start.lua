@@ -8,6 +8,7 @@
 -- while the reply of a take or pop was on its way) is not started; if an earlier sending of
 -- this same call had counted its start, that count is taken back (lib/records.lua).
 -- KEYS[1]      processing list of the worker   coroq:{Q}:processing:<worker-id>
+-- KEYS[2]      settling set                    coroq:{Q}:settling (producer/lua/lib/after.lua)
 -- then for each job, in order: its record hash      coroq:{Q}:job:<id>
 --          and, for a member of a group, the group's hash and the ready list
 -- ARGV[1]  worker id
@@ -29,13 +30,13 @@
 -- or cancelled; minus the attempts made: not started, its held attempts used up), and its
 -- `forgiven` count (-1 for a job cancelled).
 local results = {}
-local key = 2
+local key = 3
 for i = 1, (#ARGV - 5) / 5 do
   local base = 6 + 5 * (i - 1)
   local record, group, ready
   record, group, ready, key = job_keys(key, ARGV[base + 4])
   local seen = redis.call('HMGET', record, 'start_token', 'attempts', 'forgiven', 'group',
-    'status', 'cancel_requested', 'watched')
+    'status', 'cancel_requested', 'watched', 'dependents')
   local ours = seen[1] == ARGV[4]
   local attempts = tonumber(seen[2] or '0')
   local forgiven = tonumber(seen[3] or '0')
@@ -58,6 +59,9 @@ for i = 1, (#ARGV - 5) / 5 do
       end
       if seen[7] then
         notify_done(record)
+      end
+      if seen[8] then
+        mark_settling(record, KEYS[2])
       end
     end
   elseif attempts - forgiven >= tonumber(ARGV[base + 2]) then
