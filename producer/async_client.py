@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Coroutine, Generator, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -22,15 +23,14 @@ from producer.batches import (
     ProducerBase,
     partial_push,
     plan_batches,
+    plan_push,
     rounds,
-    schedule_of_push,
     send_batch,
 )
 from producer.cancelling import Cancelled, cancel_steps
 from producer.completions import CompletionListener, WaitForAll
 from producer.connection import DEFAULT_REDIS_URL, async_client
-from producer.dependencies import dependency_ids, hold_steps, released_to
-from producer.envelope import JobEnvelope, build_envelope
+from producer.envelope import JobEnvelope
 from producer.futures import AsyncJob, callbacks_of
 from producer.groups import Call, Group, plan_group
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys
@@ -73,19 +73,26 @@ class AsyncProducer(ProducerBase):
         _delay: float | timedelta | None = None,
         _at: datetime | None = None,
         _after: Any = None,
+        _unique: str | None = None,
+        _unique_ttl: float | None = None,
         **kwargs: Any,
     ) -> str:
-        schedule = schedule_of_push(_delay, _at, _front)
-        envelope = build_envelope(
-            task, args, kwargs, job_id=_id, max_attempts=_max_attempts, timeout=_timeout
+        plan = plan_push(
+            task, args, kwargs, self.keys_for(_queue), job_id=_id, max_attempts=_max_attempts,
+            timeout=_timeout, front=_front, delay=_delay, at=_at, after=_after, unique=_unique,
+        )  # fmt: skip
+        if plan.hold is not None:
+            await self._run(plan.hold, plan.keys)
+            return plan.job_id
+        pushed = await self._push(
+            [plan.envelope],
+            _queue,
+            _front,
+            plan.schedule,
+            DEFAULT_BATCH_SIZE,
+            unique_ttl=_unique_ttl,
         )
-        if _after is not None:
-            keys = self.keys_for(_queue)
-            after, pushed = dependency_ids(_after, keys)
-            released = released_to(_front, schedule)
-            await self._run(hold_steps(keys, envelope, after, pushed, released), keys)
-            return str(envelope.id)
-        return (await self._push([envelope], _queue, _front, schedule, DEFAULT_BATCH_SIZE))[0]
+        return pushed[0]
 
     async def push_many(
         self,
@@ -107,26 +114,45 @@ class AsyncProducer(ProducerBase):
         front: bool,
         schedule: Schedule | None,
         batch_size: int,
+        *,
+        unique_ttl: float | None = None,
     ) -> list[str]:
         keys = self.keys_for(queue)
         pushed: list[str] = []
         batches = plan_batches(
-            envelopes, keys, front=front, schedule=schedule, batch_size=batch_size
+            envelopes,
+            keys,
+            front=front,
+            schedule=schedule,
+            batch_size=batch_size,
+            unique_ttl=unique_ttl,
         )
         for group in rounds(batches):
             try:
                 if len(group) == 1:  # as in `Producer._push`
-                    await send_batch(self.redis, group[0])
+                    replies = [await send_batch(self.redis, group[0])]
                 else:
                     pipe = self.redis.pipeline(transaction=True)
                     for batch in group:
                         send_batch(pipe, batch)
-                    await pipe.execute()
+                    replies = await pipe.execute()
             except redis.RedisError as exc:
                 raise partial_push(pushed, group, len(envelopes), front, exc) from exc
-            for batch in group:
-                pushed.extend(batch.ids)
+            for batch, reply in zip(group, replies, strict=True):
+                pushed.extend(batch.pushed_ids(reply))
         return pushed[::-1] if front else pushed
+
+    async def pause(self, queue: str | None = None) -> bool:
+        """`Producer.pause`, awaited."""
+        keys = self.keys_for(queue)
+        return bool(await self.redis.set(keys.paused, repr(time.time()), nx=True))
+
+    async def resume(self, queue: str | None = None) -> bool:
+        """`Producer.resume`, awaited."""
+        return bool(await self.redis.delete(self.keys_for(queue).paused))
+
+    async def is_paused(self, queue: str | None = None) -> bool:
+        return bool(await self.redis.exists(self.keys_for(queue).paused))
 
     async def status(self, job_id: str, *, queue: str | None = None) -> dict[str, Any] | None:
         record = decode_record(await self.redis.hgetall(self.keys_for(queue).job(job_id)))
@@ -168,6 +194,8 @@ class AsyncProducer(ProducerBase):
         _delay: float | timedelta | None = None,
         _at: datetime | None = None,
         _after: Any = None,
+        _unique: str | None = None,
+        _unique_ttl: float | None = None,
         **kwargs: Any,
     ) -> AsyncJob:
         """`push`, returning the job's future (an `asyncio.Future`): its result once the job
@@ -184,6 +212,8 @@ class AsyncProducer(ProducerBase):
             _delay=_delay,
             _at=_at,
             _after=_after,
+            _unique=_unique,
+            _unique_ttl=_unique_ttl,
             **kwargs,
         )
         keys = self.keys_for(_queue)

@@ -8,7 +8,7 @@ I/O differs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,12 +16,18 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from producer.envelope import JobEnvelope, stamp
-from producer.errors import InvalidSchedule, PartialPush
+from producer.dependencies import dependency_ids, hold_steps, released_to
+from producer.envelope import JobEnvelope, build_envelope, stamp
+from producer.errors import InvalidJob, InvalidSchedule, PartialPush
 from producer.keys import QueueKeys
 from producer.schedule import Schedule, make_schedule
+from producer.scripts import PRODUCER_SCRIPTS, ScriptCall
+from producer.steps import Step
 
 DEFAULT_BATCH_SIZE = 1000
+# The longest a unique key is held by a job that never ends (lost without a trace): a job
+# that ends lets it go at once (docs/scheduling.md#unique-jobs).
+UNIQUE_HOLD_LIMIT = 30 * 24 * 3600
 
 ProgressCallback = Callable[[int], None]
 
@@ -29,13 +35,22 @@ ProgressCallback = Callable[[int], None]
 @dataclass(frozen=True, slots=True)
 class Batch:
     """One LPUSH/RPUSH (or, with a `due_ms`, one ZADD) of several jobs; `ids` in the order
-    the jobs are pushed."""
+    the jobs are pushed. A unique job (its envelope names a `unique` key) is a batch of its
+    own, pushed by producer/lua/push_unique.lua only if no job holds its key."""
 
     key: str
     front: bool
     payloads: list[bytes]
     ids: list[str]
     due_ms: int | None = None  # delayed: the score of every job of the batch (epoch ms)
+    unique: ScriptCall | None = None  # the script call that pushes a unique job
+
+    def pushed_ids(self, reply: Any) -> list[str]:
+        """The ids to report for this batch, given its command's reply: for a unique job,
+        the id of the job holding the key (another job's for a duplicate)."""
+        if self.unique is None:
+            return self.ids
+        return [reply.decode() if isinstance(reply, bytes) else str(reply)]
 
 
 def plan_batches(
@@ -45,6 +60,7 @@ def plan_batches(
     front: bool = False,
     schedule: Schedule | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    unique_ttl: float | None = None,
 ) -> Iterator[Batch]:
     """Group jobs into pushes that keep their order.
 
@@ -64,6 +80,12 @@ def plan_batches(
     ids: list[str] = []
     for envelope in reversed(list(envelopes)) if front else envelopes:
         stamp(envelope)
+        if envelope.unique is not None:
+            if payloads:
+                yield _batch(keys, front, schedule, payloads, ids)
+                payloads, ids = [], []
+            yield unique_batch(keys, envelope, front, schedule, unique_ttl)
+            continue
         payloads.append(envelope.to_json())
         ids.append(str(envelope.id))
         if len(payloads) >= batch_size:
@@ -71,6 +93,39 @@ def plan_batches(
             payloads, ids = [], []
     if payloads:
         yield _batch(keys, front, schedule, payloads, ids)
+
+
+def unique_batch(
+    keys: QueueKeys,
+    envelope: JobEnvelope,
+    front: bool,
+    schedule: Schedule | None,
+    unique_ttl: float | None,
+) -> Batch:
+    """The batch of one unique job (its envelope stamped)."""
+    if unique_ttl is not None and not unique_ttl >= 0:
+        raise InvalidJob(
+            f"_unique_ttl must be seconds >= 0, not {unique_ttl!r}", field="_unique_ttl"
+        )
+    raw = envelope.to_json()
+    job_id = str(envelope.id)
+    if schedule is not None:
+        placement = str(schedule.due_ms(time.time()))
+    else:
+        placement = "front" if front else "back"
+    call = ScriptCall(
+        "push_unique",
+        [keys.unique(str(envelope.unique)), keys.ready, keys.delayed, keys.job(job_id)],
+        [
+            raw,
+            placement,
+            job_id,
+            UNIQUE_HOLD_LIMIT,
+            "" if unique_ttl is None else repr(unique_ttl),
+            str(envelope.unique),
+        ],
+    )
+    return Batch(keys.ready, front, [raw], [job_id], unique=call)
 
 
 def _batch(
@@ -91,6 +146,12 @@ AnyPipeline = redis.client.Pipeline | redis.asyncio.client.Pipeline
 def send_batch(target: AnyPipeline | redis.Redis | redis.asyncio.Redis, batch: Batch) -> Any:
     """The batch's command: queued on a pipeline, or sent by a client (which gives back the
     reply, or with an asyncio client an awaitable of it)."""
+    if batch.unique is not None:
+        # EVAL with the script's text: within MULTI/EXEC a script the server does not know
+        # could not be loaded and sent again.
+        call = batch.unique
+        source = PRODUCER_SCRIPTS.sources[call.script]
+        return target.eval(source, len(call.keys), *call.keys, *call.args)
     if batch.due_ms is not None:
         # A sorted set holds a member once: byte-identical jobs (a file repeating a job with
         # its id and enqueued_at) are pushed once. Jobs stamped here always differ.
@@ -128,6 +189,52 @@ def schedule_of_push(
     delay: float | timedelta | None, at: datetime | None, front: bool
 ) -> Schedule | None:
     return make_schedule(delay, at, front=front, names=("_delay", "_at", "_front"))
+
+
+@dataclass(frozen=True, slots=True)
+class PushPlan:
+    """One job of `push`/`submit`, checked: its envelope, its keys and schedule; and for a
+    job that waits for others, the steps that hold it (producer/dependencies.py)."""
+
+    envelope: JobEnvelope
+    keys: QueueKeys
+    schedule: Schedule | None
+    hold: Generator[Step, Any, None] | None
+
+    @property
+    def job_id(self) -> str:
+        return str(self.envelope.id)
+
+
+def plan_push(
+    task: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    keys: QueueKeys,
+    *,
+    job_id: str | None,
+    max_attempts: int | None,
+    timeout: float | None,
+    front: bool,
+    delay: float | timedelta | None,
+    at: datetime | None,
+    after: Any,
+    unique: str | None,
+) -> PushPlan:
+    """Check the options of one `push` (nothing is sent); `InvalidJob` or `InvalidSchedule`
+    name what is wrong."""
+    schedule = schedule_of_push(delay, at, front)
+    envelope = build_envelope(
+        task, args, kwargs, job_id=job_id, max_attempts=max_attempts, timeout=timeout,
+        unique=unique,
+    )  # fmt: skip
+    if after is None:
+        return PushPlan(envelope, keys, schedule, None)
+    if unique is not None:
+        raise InvalidJob("_unique and _after do not go together", field="_unique")
+    waited, known = dependency_ids(after, keys)
+    steps = hold_steps(keys, envelope, waited, known, released_to(front, schedule))
+    return PushPlan(envelope, keys, schedule, steps)
 
 
 class ProducerBase:

@@ -53,12 +53,19 @@ Steps = Generator[Step, Any, Cancelled]
 
 
 def cancel_steps(keys: QueueKeys, job_id: str) -> Steps:
-    (fields,) = yield ReadFields([keys.job(job_id)], ("group_id",))
+    (fields,) = yield ReadFields([keys.job(job_id)], ("group_id", "unique"))
     job_group = None if fields[0] is None else text(fields[0])
+    unique_key = None if fields[1] is None else text(fields[1])
     raw: bytes | None = None
     for _ in range(ROUNDS):
         call = cancel_call(
-            keys, job_id, raw=raw, ttl=WATCH_TTL, now=time.time(), job_group=job_group
+            keys,
+            job_id,
+            raw=raw,
+            ttl=WATCH_TTL,
+            now=time.time(),
+            job_group=job_group,
+            unique_key=unique_key,
         )
         outcome, status, *has_dependents = yield call
         outcome, status = text(outcome), text(status) or None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Generator, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -21,16 +22,15 @@ from producer.batches import (
     ProgressCallback,
     partial_push,
     plan_batches,
+    plan_push,
     rounds,
-    schedule_of_push,
     send_batch,
 )
 from producer.cancelling import Cancelled, cancel_steps
 from producer.completions import WaitForAll
 from producer.completions_thread import ThreadCompletionListener
 from producer.connection import DEFAULT_REDIS_URL, sync_client
-from producer.dependencies import dependency_ids, hold_steps, released_to
-from producer.envelope import JobEnvelope, build_envelope
+from producer.envelope import JobEnvelope
 from producer.futures import Job, callbacks_of
 from producer.groups import Call, Group, plan_group
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys
@@ -74,6 +74,8 @@ class Producer(ProducerBase):
         _delay: float | timedelta | None = None,
         _at: datetime | None = None,
         _after: Any = None,
+        _unique: str | None = None,
+        _unique_ttl: float | None = None,
         **kwargs: Any,
     ) -> str:
         """Push one job and return its id. Options start with `_` to leave room for kwargs.
@@ -81,17 +83,23 @@ class Producer(ProducerBase):
         `_delay` (seconds or a timedelta) or `_at` (an aware datetime) puts the job in the
         delayed set until it is due; neither goes with `_front`.
         """
-        schedule = schedule_of_push(_delay, _at, _front)
-        envelope = build_envelope(
-            task, args, kwargs, job_id=_id, max_attempts=_max_attempts, timeout=_timeout
+        plan = plan_push(
+            task, args, kwargs, self.keys_for(_queue), job_id=_id, max_attempts=_max_attempts,
+            timeout=_timeout, front=_front, delay=_delay, at=_at, after=_after, unique=_unique,
+        )  # fmt: skip
+        if plan.hold is not None:
+            self._run(plan.hold, plan.keys)
+            return plan.job_id
+        pushed = self._push(
+            [plan.envelope],
+            _queue,
+            _front,
+            plan.schedule,
+            DEFAULT_BATCH_SIZE,
+            None,
+            unique_ttl=_unique_ttl,
         )
-        if _after is not None:
-            keys = self.keys_for(_queue)
-            after, pushed = dependency_ids(_after, keys)
-            released = released_to(_front, schedule)
-            self._run(hold_steps(keys, envelope, after, pushed, released), keys)
-            return str(envelope.id)
-        return self._push([envelope], _queue, _front, schedule, DEFAULT_BATCH_SIZE, None)[0]
+        return pushed[0]
 
     def push_many(
         self,
@@ -124,28 +132,50 @@ class Producer(ProducerBase):
         schedule: Schedule | None,
         batch_size: int,
         progress: ProgressCallback | None,
+        *,
+        unique_ttl: float | None = None,
     ) -> list[str]:
         keys = self.keys_for(queue)
         pushed: list[str] = []
         batches = plan_batches(
-            envelopes, keys, front=front, schedule=schedule, batch_size=batch_size
+            envelopes,
+            keys,
+            front=front,
+            schedule=schedule,
+            batch_size=batch_size,
+            unique_ttl=unique_ttl,
         )
         for group in rounds(batches):
             try:
                 if len(group) == 1:  # one command is atomic by itself: no pipeline to build
-                    send_batch(self.redis, group[0])
+                    replies = [send_batch(self.redis, group[0])]
                 else:  # several go in MULTI/EXEC, all or nothing
                     pipe = self.redis.pipeline(transaction=True)
                     for batch in group:
                         send_batch(pipe, batch)
-                    pipe.execute()
+                    replies = pipe.execute()
             except redis.RedisError as exc:
                 raise partial_push(pushed, group, len(envelopes), front, exc) from exc
-            for batch in group:
-                pushed.extend(batch.ids)
+            for batch, reply in zip(group, replies, strict=True):
+                pushed.extend(batch.pushed_ids(reply))
                 if progress is not None:
                     progress(len(batch.ids))
         return pushed[::-1] if front else pushed
+
+    def pause(self, queue: str | None = None) -> bool:
+        """Pause a queue (docs/scheduling.md#pause): its workers take nothing more within a
+        second; jobs already running finish. It stays paused, across worker restarts, until
+        `resume`. Pushing goes on. Returns False when it was paused already."""
+        keys = self.keys_for(queue)
+        return bool(self.redis.set(keys.paused, repr(time.time()), nx=True))
+
+    def resume(self, queue: str | None = None) -> bool:
+        """Resume a paused queue: its workers take from it again within a second. Returns
+        False when it was not paused."""
+        return bool(self.redis.delete(self.keys_for(queue).paused))
+
+    def is_paused(self, queue: str | None = None) -> bool:
+        return bool(self.redis.exists(self.keys_for(queue).paused))
 
     def status(self, job_id: str, *, queue: str | None = None) -> dict[str, Any] | None:
         """The job's record, or None when there is none (not started yet, or expired)."""
@@ -192,6 +222,8 @@ class Producer(ProducerBase):
         _delay: float | timedelta | None = None,
         _at: datetime | None = None,
         _after: Any = None,
+        _unique: str | None = None,
+        _unique_ttl: float | None = None,
         **kwargs: Any,
     ) -> Job:
         """`push`, returning the job's future (`concurrent.futures.Future`): its result once
@@ -207,6 +239,8 @@ class Producer(ProducerBase):
             _delay=_delay,
             _at=_at,
             _after=_after,
+            _unique=_unique,
+            _unique_ttl=_unique_ttl,
             **kwargs,
         )
         job = self.job(job_id, queue=_queue)

@@ -21,6 +21,7 @@ MAX_TASK_NAME_LENGTH = 200
 
 TaskName = Annotated[str, Field(min_length=1, max_length=MAX_TASK_NAME_LENGTH, strict=True)]
 JobId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, strict=True)]
+UniqueKey = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, strict=True)]
 PositiveSeconds = Annotated[StrictInt | StrictFloat, Field(gt=0, allow_inf_nan=False)]
 EpochSeconds = Annotated[StrictInt | StrictFloat, Field(ge=0, allow_inf_nan=False)]
 
@@ -37,6 +38,8 @@ class JobEnvelope(BaseModel):
     timeout: PositiveSeconds | None = None
     enqueued_at: EpochSeconds | None = None
     group: JobId | None = None  # the group it belongs to (docs/futures.md#groups)
+    # Its unique key (docs/scheduling.md#unique-jobs), held from its push until it ends.
+    unique: UniqueKey | None = None
 
     @property
     def positional(self) -> list[Any]:
@@ -129,6 +132,7 @@ def build_envelope(
     job_id: str | None = None,
     max_attempts: int | None = None,
     timeout: float | None = None,
+    unique: str | None = None,
 ) -> JobEnvelope:
     """The envelope for `push(task, *args, **kwargs)`; positional or keyword, not both."""
     if args and kwargs:
@@ -138,7 +142,13 @@ def build_envelope(
             field="args",
         )
     fields: dict[str, Any] = {"task": task, "args": dict(kwargs) if kwargs else list(args)}
-    for name, value in (("id", job_id), ("max_attempts", max_attempts), ("timeout", timeout)):
+    options = (
+        ("id", job_id),
+        ("max_attempts", max_attempts),
+        ("timeout", timeout),
+        ("unique", unique),
+    )
+    for name, value in options:
         if value is not None:
             fields[name] = value
     # Round-trip through JSON so the API accepts exactly what the wire accepts.

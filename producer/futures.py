@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -131,7 +132,9 @@ class Job(concurrent.futures.Future[Any]):
             return False
         # What an executor does for a future it will not run: without it, waiters of
         # `concurrent.futures.wait` and `as_completed` would not hear of the cancel.
-        self.set_running_or_notify_cancel()
+        # The other thread (listener or owner) may have just done it: RuntimeError then.
+        with contextlib.suppress(RuntimeError):
+            self.set_running_or_notify_cancel()
         return True
 
     def progressed(self, record: dict[str, Any]) -> None:

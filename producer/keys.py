@@ -11,6 +11,9 @@
 | `{prefix}:{Q}:group:<gid>`       | hash + TTL | a group's size, members left, callback        |
 | `{prefix}:{Q}:dependents:<id>`   | list + TTL | ids of the jobs held until job <id> succeeds  |
 | `{prefix}:{Q}:settling`          | set        | ended jobs whose dependents await settling    |
+| `{prefix}:{Q}:paused`            | string     | set while the queue is paused (when, epoch s) |
+| `{prefix}:{Q}:schedules`         | hash       | periodic tasks: next tick, spec, last tick     |
+| `{prefix}:{Q}:unique:<key>`      | str + TTL  | id of the job holding the unique key          |
 | `{prefix}:{Q}:worker:<wid>`      | str + TTL  | heartbeat of a worker serving queue Q         |
 | `{prefix}:workers`               | set        | worker ids, for listing                       |
 
@@ -115,6 +118,16 @@ class QueueKeys:
         return f"{self.base}:group:{group_id}"
 
     @property
+    def schedules(self) -> str:
+        """Per periodic task: its next tick, how it ticks, its last tick (docs/scheduling.md)."""
+        return f"{self.base}:schedules"
+
+    @property
+    def paused(self) -> str:
+        """Set while the queue is paused: workers take nothing from it (docs/scheduling.md)."""
+        return f"{self.base}:paused"
+
+    @property
     def settling(self) -> str:
         """Ids of ended jobs whose dependents are still to be settled (lib/after.lua)."""
         return f"{self.base}:settling"
@@ -125,6 +138,10 @@ class QueueKeys:
         its queue's workers listen, and settle them (docs/futures.md#dependencies)."""
         return f"{self.base}:settle"
 
+    def unique(self, key: str) -> str:
+        """The id of the job holding this unique key (docs/scheduling.md#unique-jobs)."""
+        return f"{self.base}:unique:{key}"
+
     def dependents(self, job_id: str) -> str:
         """The ids of the jobs held until this one succeeds (docs/futures.md#dependencies)."""
         return f"{self.base}:dependents:{job_id}"
@@ -134,12 +151,12 @@ class QueueKeys:
 
 
 def queue_keys_pattern(prefix: str = DEFAULT_PREFIX) -> str:
-    """A SCAN pattern for the ready, delayed, dead, suspects, processing and worker keys of
-    every queue (and not the job records, which are by far the most numerous)."""
+    """A SCAN pattern for the ready, delayed, dead, suspects, paused, processing and worker
+    keys of every queue (and not the job records, which are by far the most numerous)."""
     return f"{validate_prefix(prefix)}:{{*}}:[dprsw]*"
 
 
-_QUEUE_LEVEL_KEYS = ("ready", "delayed", "dead", "suspects")
+_QUEUE_LEVEL_KEYS = ("ready", "delayed", "dead", "suspects", "paused")
 _PER_WORKER_KEYS = ("processing:", "worker:")
 
 

@@ -72,15 +72,19 @@ class ScriptLibrary:
         }
 
 
+# What a script that gives a job its final status uses besides (lib/final.lua), in order.
+FINAL_STATUS_LIBS = ("group", "unique", "notify", "after", "final")
+
 # The producer's own scripts: the dead-letter tools of `producer dead`, the marking of the
 # jobs a producer waits on, and cancelling.
 PRODUCER_SCRIPTS = ScriptLibrary(
     "producer",
-    ("revive", "purge", "watch", "cancel", "hold", "settle"),
+    ("revive", "purge", "watch", "cancel", "hold", "settle", "push_unique"),
     uses={
-        "cancel": ("group", "after"),
-        "hold": ("group",),
-        "settle": ("group", "notify", "after"),
+        "cancel": FINAL_STATUS_LIBS,
+        "hold": ("group", "place"),
+        "settle": (*FINAL_STATUS_LIBS, "place"),
+        "push_unique": ("place",),
     },
 )
 
@@ -236,10 +240,16 @@ def cancel_call(
     ttl: int,
     now: float,
     job_group: str | None = None,
+    unique_key: str | None = None,
 ) -> ScriptCall:
-    group = [] if job_group is None else [keys.group(job_group)]
+    """`unique_key`: the job's unique key (its record's `unique`), let go if it holds it."""
+    links = [] if job_group is None else [keys.group(job_group)]
+    flag = "" if job_group is None else "g"
+    if unique_key is not None:
+        links.append(keys.unique(unique_key))
+        flag += "u"
     return ScriptCall(
         "cancel",
-        [keys.job(job_id), keys.ready, keys.delayed, keys.settling, *group],
-        [repr(now), ttl, raw or b"", job_id, keys.done_channel, keys.cancel_channel],
+        [keys.job(job_id), keys.ready, keys.delayed, keys.settling, *links],
+        [repr(now), ttl, raw or b"", job_id, keys.cancel_channel, flag],
     )

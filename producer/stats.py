@@ -1,7 +1,8 @@
 """`producer stats`: what is in the queues and who is working on them, read from Redis.
 
-One snapshot costs: one SCAN for the queue keys (ready, delayed, dead, processing, worker;
-never the job records), one pipeline of LLEN/ZCARD, SMEMBERS of the worker set and one
+One snapshot costs: one SCAN for the queue keys (ready, delayed, dead, paused, processing,
+worker; never the job records), one pipeline of LLEN/ZCARD/EXISTS, SMEMBERS of the worker set
+and one
 pipeline of GETs of the heartbeats.
 
 Throughput is jobs finished per second over about the last minute, as reported by each live
@@ -45,6 +46,7 @@ class QueueStats:
     # Jobs that were running on a worker that died, waiting to run again in small groups
     # (docs/reliability.md#blame).
     suspects: int = 0
+    paused: bool = False  # workers take nothing from it (docs/scheduling.md#pause)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,7 @@ class StatsReader:
         queue_names = sorted(found) if self._only is None else [k.queue for k in self._only]
         keys_list = [QueueKeys(queue, self._prefix) for queue in queue_names]
         processing = {queue: found.get(queue, []) for queue in queue_names}
-        counts, suspects, held = self._counts(keys_list, processing)
+        counts, suspects, paused, held = self._counts(keys_list, processing)
         taken_at = time.time() if now is None else now
         workers = self._live_workers(keys_list, held, taken_at)
         queues = tuple(
@@ -119,6 +121,7 @@ class StatsReader:
                 *counts[keys.queue],
                 workers=sum(1 for worker in workers if keys.queue in worker.queues),
                 suspects=suspects[keys.queue],
+                paused=paused[keys.queue],
             )
             for keys in keys_list
         )
@@ -146,31 +149,36 @@ class StatsReader:
 
     def _counts(
         self, keys_list: Sequence[QueueKeys], processing: dict[str, list[str]]
-    ) -> tuple[dict[str, tuple[int, int, int, int]], dict[str, int], dict[str, int]]:
-        """(queue -> (ready, delayed, processing, dead), queue -> suspects, worker id -> jobs
-        it holds)."""
+    ) -> tuple[
+        dict[str, tuple[int, int, int, int]], dict[str, int], dict[str, bool], dict[str, int]
+    ]:
+        """(queue -> (ready, delayed, processing, dead), queue -> suspects, queue -> paused,
+        worker id -> jobs it holds)."""
         pipe = self._client.pipeline(transaction=False)
         for keys in keys_list:
             pipe.llen(keys.ready)
             pipe.zcard(keys.delayed)
             pipe.llen(keys.dead)
             pipe.zcard(keys.suspects)
+            pipe.exists(keys.paused)
             for key in processing[keys.queue]:
                 pipe.llen(key)
         replies = iter(pipe.execute())
         counts = {}
         suspects = {}
+        paused = {}
         held: dict[str, int] = defaultdict(int)
         for keys in keys_list:
             ready, delayed, dead = next(replies), next(replies), next(replies)
             suspects[keys.queue] = int(next(replies))
+            paused[keys.queue] = bool(next(replies))
             in_queue = 0
             for key in processing[keys.queue]:
                 length = int(next(replies))
                 held[key.removeprefix(keys.processing(""))] += length
                 in_queue += length
             counts[keys.queue] = (int(ready), int(delayed), in_queue, int(dead))
-        return counts, suspects, dict(held)
+        return counts, suspects, paused, dict(held)
 
     def _live_workers(
         self, keys_list: Sequence[QueueKeys], held: dict[str, int], now: float

@@ -29,8 +29,11 @@ def _queues_table(snapshot: StatsSnapshot) -> Table:
     for name in (*names, "suspects") if with_suspects else names:
         table.add_column(name, justify="right")
     for queue in snapshot.queues:
+        title = Text(queue.queue)
+        if queue.paused:
+            title.append(" (paused)", style="bold yellow")
         cells: list[str | Text] = [
-            queue.queue,
+            title,
             str(queue.ready),
             str(queue.delayed),
             str(queue.processing),

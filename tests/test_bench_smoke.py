@@ -113,3 +113,17 @@ def test_cpu_split_reports_where_the_cpu_goes(tmp_path: Path) -> None:
     assert positive(median["jobs_per_s"])
     assert positive(median["worker_us_per_job"])
     assert median["redis_us_per_job"] >= 0
+
+
+def test_ticks_bench_counts_each_tick_once(tmp_path: Path) -> None:
+    out = tmp_path / "ticks.json"
+    command = [sys.executable, str(REPO_ROOT / "bench" / "ticks.py")]
+    command += ["--workers", "2", "--seconds", "4", "--json", str(out)]
+    result = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(out.read_text())["result"]
+    assert figures["ticks"] >= 2
+    assert figures["pushed_twice"] == 0
+    assert figures["delay_ms_p99"] >= 0

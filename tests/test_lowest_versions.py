@@ -111,7 +111,9 @@ def test_unit_and_integration_tests_pass_on_the_lowest_allowed_releases(tmp_path
         )
         for files in shards_of(FOLDERS, SHARDS)
     ]
-    for shard in shards:
-        out, err = shard.communicate(timeout=900)
+    # Every shard is waited for before any verdict: one left running would be reaped later,
+    # in the middle of another test.
+    outputs = [shard.communicate(timeout=900) for shard in shards]
+    for shard, (out, err) in zip(shards, outputs, strict=True):
         summary = "\n".join(out.splitlines()[-40:])
         assert shard.returncode == 0, f"on the lowest releases:\n{summary}\n{err[-2000:]}"

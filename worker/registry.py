@@ -12,7 +12,7 @@ import importlib
 import inspect
 import re
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from producer.envelope import first_error
 from worker.errors import InvalidArguments, TaskRegistrationError, UnknownTask
 from worker.retry import Backoff
+from worker.schedules import Schedule, ScheduleError, schedule_of
 
 BUILTIN_TASK_MODULES = ("worker.tasks.builtin",)
 _TASK_ATTRIBUTE = "__coroq_task__"
@@ -37,6 +38,7 @@ class TaskOptions:
     max_attempts: int | None = None
     concurrency: int | None = None
     backoff: Backoff | None = None
+    schedule: Schedule | None = None
 
 
 def task(
@@ -46,12 +48,23 @@ def task(
     max_attempts: int | None = None,
     concurrency: int | None = None,
     backoff: Backoff | None = None,
+    cron: str | None = None,
+    every: float | str | None = None,
+    timezone: str | None = None,
+    schedule_args: Sequence[Any] | dict[str, Any] | None = None,
+    catch_up: bool = False,
+    schedule_queue: str | None = None,
 ) -> Callable[[F], F]:
     """Mark a function (`async def` or `def`) as the task `name`.
 
     `timeout` (seconds) and `max_attempts` are defaults a job's envelope may override;
     `concurrency` caps how many jobs of this task run at once in one worker; `backoff`
     replaces the worker's retry delays (settings retry_base, retry_factor, retry_cap).
+
+    `cron` (in `timezone`, UTC by default) or `every` (seconds, or "30s", "5m") make it
+    periodic (docs/scheduling.md#periodic-jobs): each tick pushes one job, with
+    `schedule_args`, to `schedule_queue` (the worker's first queue by default); ticks missed
+    while no worker ran are skipped, or run once with `catch_up`.
     """
     if not _TASK_NAME.match(name):
         raise TaskRegistrationError(f"invalid task name {name!r}")
@@ -60,7 +73,14 @@ def task(
             raise TaskRegistrationError(f"task {name!r}: {option} must be positive")
     if concurrency is not None and concurrency < 1:
         raise TaskRegistrationError(f"task {name!r}: concurrency must be at least 1")
-    options = TaskOptions(name, timeout, max_attempts, concurrency, backoff)
+    try:
+        schedule = schedule_of(
+            name, name, cron=cron, every=every, timezone=timezone, args=schedule_args,
+            catch_up=catch_up, queue=schedule_queue,
+        )  # fmt: skip
+    except ScheduleError as exc:
+        raise TaskRegistrationError(f"task {name!r}: {exc}") from None
+    options = TaskOptions(name, timeout, max_attempts, concurrency, backoff, schedule)
 
     def mark(function: F) -> F:
         setattr(function, _TASK_ATTRIBUTE, options)
@@ -120,6 +140,7 @@ class TaskSpec:
     concurrency: int | None
     binder: ArgumentBinder = field(repr=False)
     backoff: Backoff | None = None
+    schedule: Schedule | None = None
 
     @classmethod
     def from_function(cls, function: Callable[..., Any], options: TaskOptions) -> TaskSpec:
@@ -132,6 +153,7 @@ class TaskSpec:
             concurrency=options.concurrency,
             binder=ArgumentBinder(function),
             backoff=options.backoff,
+            schedule=options.schedule,
         )
 
 
@@ -160,6 +182,10 @@ class TaskRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._specs)
+
+    def schedules(self) -> list[Schedule]:
+        """The schedules of the periodic tasks (`@task(cron=...)`, `every=`)."""
+        return [spec.schedule for spec in self._specs.values() if spec.schedule is not None]
 
     def __len__(self) -> int:
         return len(self._specs)

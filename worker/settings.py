@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    BaseModel,
+    ConfigDict,
     Field,
     PositiveFloat,
     PositiveInt,
@@ -35,9 +37,33 @@ from producer.connection import DEFAULT_REDIS_URL, redact_url
 from producer.errors import CoroqError
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, validate_queue_name
 from worker import cpu_affinity
+from worker.schedules import Schedule, ScheduleError, schedule_of
 
 CONFIG_ENV_VAR = "COROQ_CONFIG"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class ScheduleTable(BaseModel):
+    """One `[schedules.<name>]` table: a task pushed periodically (docs/scheduling.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str = Field(min_length=1)
+    cron: str | None = None
+    every: float | str | None = None
+    timezone: str | None = None
+    args: list[Any] | dict[str, Any] | None = None
+    catch_up: bool = False
+    queue: str | None = None
+
+    def schedule(self, name: str) -> Schedule:
+        schedule = schedule_of(
+            name, self.task, cron=self.cron, every=self.every, timezone=self.timezone,
+            args=self.args, catch_up=self.catch_up, queue=self.queue,
+        )  # fmt: skip
+        if schedule is None:
+            raise ScheduleError("give cron= or every=")
+        return schedule
 
 
 def default_worker_id() -> str:
@@ -84,6 +110,7 @@ class WorkerSettings(BaseSettings):
     metrics_port: Annotated[int, Field(ge=0, le=65535)] = 9191
     metrics_host: str = Field("0.0.0.0", min_length=1)  # noqa: S104 - scraped from outside
     worker_id: str = Field(default_factory=default_worker_id, pattern=r"^[A-Za-z0-9_.@-]+$")
+    schedules: dict[str, ScheduleTable] = Field(default_factory=dict)
 
     @field_validator("queues", "tasks", mode="before")
     @classmethod
@@ -98,6 +125,22 @@ class WorkerSettings(BaseSettings):
         for name in value:
             validate_queue_name(name)
         return list(dict.fromkeys(value))
+
+    @field_validator("schedules")
+    @classmethod
+    def _valid_schedules(cls, value: dict[str, ScheduleTable]) -> dict[str, ScheduleTable]:
+        for name, table in value.items():
+            try:
+                table.schedule(name)
+                if table.queue is not None:
+                    validate_queue_name(table.queue)
+            except (ScheduleError, CoroqError) as exc:
+                raise ValueError(f"schedule {name!r}: {exc}") from None
+        return value
+
+    def schedule_list(self) -> list[Schedule]:
+        """The `[schedules]` tables as schedules."""
+        return [table.schedule(name) for name, table in self.schedules.items()]
 
     @field_validator("cpu_affinity")
     @classmethod

@@ -15,13 +15,23 @@
 -- ARGV[2]  record TTL (seconds)
 -- ARGV[3]  the job's bytes as found in the ready list or the delayed set ('' when not found)
 -- ARGV[4]  the job id
--- ARGV[5]  the queue's done channel   ARGV[6]  the queue's cancel channel
+-- ARGV[5]  the queue's cancel channel
 -- KEYS[4]  settling set      coroq:{Q}:settling (lib/after.lua)
--- KEYS[5]  for a member of a group (its record's `group_id`): the group's hash, in which it is
---          counted when cancelled here (lib/group.lua)
+-- KEYS[5...]  as ARGV[6] says: with 'g', for a member of a group (its record's `group_id`),
+--          the group's hash, in which it is counted when cancelled here (lib/group.lua); then
+--          with 'u', the job's unique key (its record's `unique`), let go (lib/unique.lua)
+-- ARGV[6]  'g', 'u', both or ''
 -- Jobs held for this one are marked to be settled (cancelled with it: lib/after.lua).
--- Returns {what was done, the status it had[, 1 when jobs wait for it: settle them]}: 'final', 'requested', 'cancelled', 'unknown',
--- or 'moved' (its bytes were no longer where they were found: it was taken meanwhile).
+-- Returns {what was done, the status it had, 1 when jobs wait for it (to settle), else 0}:
+-- 'final', 'requested', 'cancelled', 'unknown', or 'moved' (its bytes were no longer where
+-- they were found: it was taken meanwhile).
+local at, group, unique = 5, nil, nil
+if string.find(ARGV[6], 'g', 1, true) then
+  group, at = KEYS[at], at + 1
+end
+if string.find(ARGV[6], 'u', 1, true) then
+  unique = KEYS[at]
+end
 local seen = redis.call('HMGET', KEYS[1], 'status', 'watched', 'dependents')
 local status = seen[1]
 if status == STATUS.succeeded or status == STATUS.dead or status == STATUS.cancelled then
@@ -29,7 +39,7 @@ if status == STATUS.succeeded or status == STATUS.dead or status == STATUS.cance
 end
 if status == STATUS.running then
   redis.call('HSET', KEYS[1], 'cancel_requested', ARGV[1])
-  redis.call('PUBLISH', ARGV[6], ARGV[4])
+  redis.call('PUBLISH', ARGV[5], ARGV[4])
   return {'requested', status}
 end
 if not status then
@@ -45,14 +55,7 @@ redis.call('HSET', KEYS[1], 'status', STATUS.cancelled, 'reason', 'by_request',
   'error', 'cancelled by request', 'finished_at', ARGV[1])
 redis.call('HDEL', KEYS[1], 'next_attempt_at', 'held', 'held_to')
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-if KEYS[5] then
-  count_in_group(KEYS[1], KEYS[5], KEYS[2],
-    member_outcome(KEYS[1], STATUS.cancelled, nil, 'cancelled by request'))
-end
-if seen[2] then
-  redis.call('PUBLISH', ARGV[5], ARGV[4])
-end
-if seen[3] then
-  mark_settling(KEYS[1], KEYS[4])
-end
+after_final({record = KEYS[1], status = STATUS.cancelled, error = 'cancelled by request',
+  group = group, ready = KEYS[2], unique = unique, watched = seen[2], dependents = seen[3],
+  settling = KEYS[4]})
 return {STATUS.cancelled, status or '', seen[3] and 1 or 0}

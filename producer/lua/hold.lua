@@ -50,13 +50,7 @@ for i = 8, #ARGV do
   end
 end
 if #pending == 0 then
-  if ARGV[2] == 'front' then
-    redis.call('RPUSH', KEYS[2], ARGV[1])
-  elseif ARGV[2] == 'back' then
-    redis.call('LPUSH', KEYS[2], ARGV[1])
-  else
-    redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-  end
+  place(KEYS[2], KEYS[3], ARGV[1], ARGV[2])
   return {'pushed', ''}
 end
 redis.call('HSET', KEYS[1], 'status', STATUS.queued, 'held', ARGV[1], 'held_to', ARGV[2],

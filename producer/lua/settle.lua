@@ -38,13 +38,7 @@ for i = 1, tonumber(ARGV[3]) do
     if status == STATUS.succeeded then
       if redis.call('HINCRBY', record, 'after_left', -1) <= 0 then
         redis.call('HDEL', record, 'held', 'held_to')
-        if seen[2] == 'front' then
-          redis.call('RPUSH', KEYS[2], seen[1])
-        elseif seen[2] == 'back' then
-          redis.call('LPUSH', KEYS[2], seen[1])
-        else
-          redis.call('ZADD', KEYS[3], seen[2], seen[1])
-        end
+        place(KEYS[2], KEYS[3], seen[1], seen[2])
       end
     else
       local why = 'dependency ' .. id .. ' ended ' .. (status or 'unknown')
@@ -52,15 +46,8 @@ for i = 1, tonumber(ARGV[3]) do
         'error', why, 'finished_at', redis.call('TIME')[1])
       redis.call('HDEL', record, 'held', 'held_to')
       redis.call('EXPIRE', record, ARGV[2])
-      if group then
-        count_in_group(record, group, KEYS[2], member_outcome(record, STATUS.cancelled, nil, why))
-      end
-      if seen[4] then
-        notify_done(record)
-      end
-      if seen[3] then
-        mark_settling(record, KEYS[1])
-      end
+      after_final({record = record, status = STATUS.cancelled, error = why, group = group,
+        ready = KEYS[2], watched = seen[4], dependents = seen[3], settling = KEYS[1]})
     end
   end
 end

@@ -37,7 +37,7 @@ def test_stats_json_counts_each_state(
     (queue,) = snapshot["queues"]
     assert queue == {
         "queue": keys.queue, "ready": 2, "delayed": 1, "processing": 1, "dead": 1, "workers": 0,
-        "suspects": 2,
+        "suspects": 2, "paused": False,
     }  # fmt: skip
     table = stats(redis_url, "--queue", keys.queue)
     assert "suspects" in table.stdout, table.stdout

@@ -23,6 +23,7 @@ import redis
 import redis.asyncio
 from redis.exceptions import ResponseError
 
+import producer.batches
 import producer.client
 import producer.completions_thread
 import producer.dead_letters
@@ -40,6 +41,7 @@ from worker.jobs.protocol import (
     WORKER_SCRIPTS,
     AsyncQueue,
     Failure,
+    JobLinks,
     JobStart,
     QueueProtocol,
     SyncQueue,
@@ -291,11 +293,14 @@ def drive_ack(bench: Bench) -> None:
     assert bench.settle(bench.protocol.ack("c", raw_job("c"), result, 1)) == [2]
     assert bench.field("c", "status") == b"cancelled"
     assert bench.field("c", "result") is None
+    bench.client.set(bench.keys.unique("k"), "waited")
     bench.hold(raw_job("waited"))
     bench.start("waited")
     bench.client.hset(bench.keys.job("waited"), "dependents", 1)
-    assert bench.settle(bench.protocol.ack("waited", raw_job("waited"), result, 1)) == [1]
+    call = bench.protocol.ack("waited", raw_job("waited"), result, 1, JobLinks(unique="k"))
+    assert bench.settle(call) == [1]
     assert bench.client.smembers(bench.keys.settling) == {b"waited"}
+    assert not bench.client.exists(bench.keys.unique("k"))
     # The last member of a group: counted, and the callback pushed with the outcomes.
     group = bench.keys.group("g1")
     bench.client.hset(group, mapping={
@@ -304,7 +309,7 @@ def drive_ack(bench: Bench) -> None:
     bench.client.hset(bench.keys.job("m"), mapping={"group_id": "g1", "group_index": 1})
     bench.hold(raw_job("m"))
     bench.start("m")
-    assert bench.settle(bench.protocol.ack("m", raw_job("m"), result, 1, "g1")) == [1]
+    assert bench.settle(bench.protocol.ack("m", raw_job("m"), result, 1, JobLinks("g1"))) == [1]
     pushed = orjson.loads(bench.client.lpop(bench.keys.ready))
     assert pushed["args"] == [[{"id": "m", "status": "succeeded", "result": "ok"}]]
 
@@ -336,6 +341,16 @@ def drive_dead(bench: Bench) -> None:
     assert bench.settle(*calls) == [1, 1, 0]
     assert bench.client.llen(bench.keys.dead) == 2
     assert bench.client.smembers(bench.keys.settling) == {b"a"}
+    # A unique member of a group: counted in its group, its unique key let go.
+    bench.client.hset(bench.keys.group("g1"), mapping={"size": 2, "left": 2})
+    bench.client.hset(bench.keys.job("u"), mapping={"group_id": "g1", "group_index": 1})
+    bench.client.set(bench.keys.unique("k"), "u")
+    bench.hold(raw_job("u"))
+    bench.start("u")
+    links = JobLinks(group="g1", unique="k")
+    assert bench.settle(bench.protocol.dead("u", raw_job("u"), FAILURE, 1, entry, links)) == [1]
+    assert not bench.client.exists(bench.keys.unique("k"))
+    assert bench.client.hget(bench.keys.group("g1"), "left") == b"1"
 
 
 def drive_requeue(bench: Bench) -> None:
@@ -425,6 +440,28 @@ def drive_cancel(bench: Bench) -> None:
         assert bench.field("second", "status") == b"cancelled"
 
 
+def drive_tick(bench: Bench) -> None:
+    def tick(now: float, due: float, following: float) -> list[Any]:
+        call = bench.protocol.tick("s", "spec", now, due, following, 0.5, False, b"{}", "j")
+        return [text if isinstance(text, int) else text.decode() for text in bench.queue.run(call)]
+
+    assert tick(100.2, 100, 101) == ["armed", "101", 0]
+    assert tick(100.5, 100, 101) == ["waiting", "101", 0]
+    assert tick(101.1, 101, 102) == ["pushed", "102", 0]
+    assert bench.client.llen(bench.keys.ready) == 1
+    assert tick(105.9, 105, 106) == ["skipped", "106", 1]  # late: missed
+
+
+def drive_push_unique(bench: Bench) -> None:
+    with Producer(client=bench.client, queue=bench.keys.queue) as producer:
+        first = producer.push("echo", 1, _unique="k", _unique_ttl=5)
+        assert producer.push("echo", 2, _unique="k") == first
+        assert producer.push("echo", 3, _unique="other", _delay=60) != first
+        assert bench.field(first, "unique") == b"k"
+        assert producer.cancel(first).outcome is CancelOutcome.CANCELLED
+        assert bench.client.ttl(bench.keys.unique("k")) > 0  # kept 5 s more
+
+
 def drive_hold(bench: Bench) -> None:
     bench.client.hset(bench.keys.job("done"), "status", "succeeded")
     bench.client.hset(bench.keys.job("gone"), "status", "dead")
@@ -483,6 +520,8 @@ DRIVERS: dict[str, Callable[[Bench], None]] = {
     "watch": drive_watch,
     "cancel": drive_cancel,
     "hold": drive_hold,
+    "tick": drive_tick,
+    "push_unique": drive_push_unique,
     "settle": drive_settle,
 }
 
@@ -511,6 +550,7 @@ def checked(monkeypatch: pytest.MonkeyPatch) -> CheckedLibraries:
         producer.client,
         producer.completions_thread,
         producer.dependencies,
+        producer.batches,
     )
     for module in modules:
         monkeypatch.setattr(module, "PRODUCER_SCRIPTS", libraries.producer)

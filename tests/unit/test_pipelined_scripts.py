@@ -13,6 +13,7 @@ from producer.keys import QueueKeys
 from producer.scripts import PipelinedScripts, ScriptCall, merge_calls
 from worker.jobs.protocol import (
     WORKER_SCRIPTS,
+    JobLinks,
     JobStart,
     QueueProtocol,
     SyncQueue,
@@ -62,9 +63,9 @@ def test_a_group_member_brings_more_keys_but_one_result(keys: QueueKeys) -> None
     ours = QueueProtocol(keys, WORKER, TTL)
     result = orjson.dumps(1)
     calls = [
-        ours.ack("a", raw_job("a"), result, 1, "g1"),
+        ours.ack("a", raw_job("a"), result, 1, JobLinks("g1")),
         ours.ack("b", raw_job("b"), result, 1),
-        ours.ack("c", raw_job("c"), result, 1, "g1"),
+        ours.ack("c", raw_job("c"), result, 1, JobLinks("g1")),
     ]
     [command], places = merge_calls(calls, WORKER_SCRIPTS.job_batch_scripts)
     assert len(command.keys) == 2 + 3 + 1 + 3

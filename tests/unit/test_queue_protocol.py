@@ -144,7 +144,8 @@ def test_start_records_a_batch_in_one_call(queue: SyncQueue, keys: QueueKeys) ->
     batch = [job_start("j1"), job_start("j2", task="other", max_attempts=5, enqueued_at=1.25)]
     call = queue.protocol.start(batch, start_token("t-"), None)
     # One script call names both records, so both starts are counted in one round trip.
-    assert call.keys == [keys.processing(WORKER), keys.job("j1"), keys.job("j2")]
+    shared = [keys.processing(WORKER), keys.settling, keys.paused, keys.ready]
+    assert call.keys == [*shared, keys.job("j1"), keys.job("j2")]
     assert [int(n) for n in queue.run(call)] == [1, 0, 2, 0]  # (attempt, forgiven) each
     first = record(queue.client, keys, "j1")
     assert (first["attempts"], first["task"], first["max_attempts"]) == ("1", "echo", "3")

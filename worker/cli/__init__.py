@@ -20,6 +20,7 @@ from worker.cpu_affinity import apply as apply_cpu_affinity
 from worker.cpu_affinity import available_cpus, child_settings
 from worker.logs import configure_logging
 from worker.process.daemon import Worker
+from worker.process.scheduler import all_schedules
 from worker.process.supervisor import Supervisor, child_arguments
 from worker.registry import TaskRegistry
 from worker.settings import WorkerSettings, load_settings
@@ -117,6 +118,7 @@ def serve(
         else:
             apply_cpu_affinity(settings.cpu_affinity)  # before any thread starts: they inherit it
         registry = TaskRegistry.from_modules(settings.tasks)
+        all_schedules(settings, registry)  # a schedule that cannot run stops the start here
     except CoroqError as exc:
         raise fail(str(exc)) from None
     if settings.processes > 1:

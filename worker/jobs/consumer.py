@@ -55,6 +55,8 @@ MIN_BLOCK = 0.001
 POP_SAFETY_MARGIN = 0.2
 # How often a consumer waiting for a free slot checks whether it should stop.
 SLOT_WAIT = 0.25
+# How often a consumer of a paused queue looks whether it was resumed (docs/scheduling.md).
+PAUSED_POLL = 0.5
 # How long `wake` keeps trying to end a pop that was sent as the stop was requested.
 WAKE_FOR = 2.0
 WAKE_AGAIN_AFTER = 0.02
@@ -117,6 +119,7 @@ class ConsumerThread(threading.Thread):
         # The last blocking pop timed out: the queue was idle, so the next take only
         # promotes due delayed jobs (the pop that follows takes a job, if one came).
         self._idle = False
+        self._paused = False
         self._token_prefix = f"{new_job_id()[:16]}-"
         self._delay = ReconnectDelay()  # between takes that failed
 
@@ -229,6 +232,11 @@ class ConsumerThread(threading.Thread):
         taken = self._queue.take(0 if self._idle else len(leases))
         self._outages.succeeded()  # now, not after a blocking pop of many seconds
         self._suspects = taken.suspects > 0
+        self._note_pause(taken.paused)
+        if taken.paused:  # nothing taken; look again shortly (no pop: it would take a job)
+            self._keep_leases(leases, 0)
+            self._path.stop.wait(PAUSED_POLL)
+            return False, []
         if self._suspects:  # the take moved nothing: the suspects run first
             self._keep_leases(leases, 0)
             return False, []
@@ -256,6 +264,11 @@ class ConsumerThread(threading.Thread):
         self._idle = raw is None
         self._keep_leases(leases, 0 if raw is None else 1)
         return True, [] if raw is None else [raw]
+
+    def _note_pause(self, paused: bool) -> None:
+        if paused != self._paused:
+            self._paused = paused
+            log.info("queue.paused" if paused else "queue.resumed", queue=self.keys.queue)
 
     def _reconcile_if_needed(self) -> None:
         if not self._reconcile.is_set():
@@ -422,7 +435,7 @@ class ConsumerThread(threading.Thread):
         error = job.error
         failure = Failure(error.reason, str(error), "")
         call = self._queue.protocol.dead_letter(
-            job.job_id, job.raw, job.task, failure, None, job.job_group
+            job.job_id, job.raw, job.task, failure, None, job.links
         )
         self._call(call, "dead")
         self._path.metrics.job_finished(self.keys.queue, job.task, "dead", None)

@@ -16,6 +16,7 @@ from producer.envelope import JobEnvelope, new_job_id, validate_envelope
 from producer.errors import InvalidJob
 from producer.keys import QueueKeys
 from worker.errors import JobError, MalformedJob
+from worker.jobs.protocol import NO_LINKS, JobLinks
 from worker.registry import TaskRegistry, TaskSpec
 from worker.settings import WorkerSettings
 
@@ -34,6 +35,7 @@ class ReceivedJob:
     # The job re-encoded with the id the worker gave it, when its producer gave none;
     # it replaces `raw` in the processing list before the job runs.
     stamped: bytes | None
+    links: JobLinks = NO_LINKS  # its group and unique key (from the envelope)
 
     @property
     def id(self) -> str:
@@ -63,7 +65,7 @@ class RejectedJob:
     job_id: str
     task: str | None
     error: JobError
-    job_group: str | None = None  # its group, when the bytes name one (docs/futures.md#groups)
+    links: JobLinks = NO_LINKS  # its group and unique key, when the bytes name them
 
 
 def decode_job(
@@ -117,6 +119,9 @@ def decode_job(
         timeout=envelope.timeout or spec.timeout or settings.default_timeout,
         max_attempts=envelope.max_attempts or spec.max_attempts or settings.default_max_attempts,
         stamped=stamped,
+        links=NO_LINKS
+        if envelope.group is None and envelope.unique is None
+        else JobLinks(envelope.group, envelope.unique),
     )
 
 
@@ -133,10 +138,11 @@ def _short_text(value: Any) -> str | None:
 def _rejected(raw: bytes, keys: QueueKeys, data: Any, error: JobError) -> RejectedJob:
     """Keep the producer's id, task name and group when they can be read, so the record is
     findable and the group counts the job."""
-    job_id = task = job_group = None
+    job_id = task = None
+    links = NO_LINKS
     if isinstance(data, dict):
         job_id = _short_text(data.get("id"))
-        job_group = _short_text(data.get("group"))
+        links = JobLinks(_short_text(data.get("group")), _short_text(data.get("unique")))
         if isinstance(data.get("task"), str):
             task = data["task"][:200]
-    return RejectedJob(raw, keys, job_id or new_job_id(), task, error, job_group)
+    return RejectedJob(raw, keys, job_id or new_job_id(), task, error, links)

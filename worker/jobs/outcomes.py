@@ -44,7 +44,7 @@ class OutcomeStore:
                 job.task,
                 job.max_attempts,
                 job.envelope.enqueued_at,
-                job.envelope.group,
+                job.links,
             )
             for job in (entry.job for entry in batch)
         ]
@@ -55,9 +55,7 @@ class OutcomeStore:
         attempts left as they are."""
         job = running.job
         queue = self._queues[job.queue]
-        call = queue.protocol.dead_letter(
-            job.id, job.raw, job.task, failure, None, job.envelope.group
-        )
+        call = queue.protocol.dead_letter(job.id, job.raw, job.task, failure, None, job.links)
         return bool(await self._run(queue, call))
 
     # `succeed`, `dead` and `retry` return 1 when written, CANCELLED_INSTEAD when a producer
@@ -66,14 +64,14 @@ class OutcomeStore:
     async def succeed(self, running: RunningJob, result_json: bytes) -> int:
         job = running.job
         queue = self._queues[job.queue]
-        call = queue.protocol.ack(job.id, job.raw, result_json, running.attempt, job.envelope.group)
+        call = queue.protocol.ack(job.id, job.raw, result_json, running.attempt, job.links)
         return int(await self._run(queue, call))
 
     async def dead(self, running: RunningJob, error: JobError) -> int:
         job = running.job
         queue = self._queues[job.queue]
         call = queue.protocol.dead_letter(
-            job.id, job.raw, job.task, failure_of(error), running.attempt, job.envelope.group
+            job.id, job.raw, job.task, failure_of(error), running.attempt, job.links
         )
         return int(await self._run(queue, call))
 
@@ -83,7 +81,7 @@ class OutcomeStore:
         queue = self._queues[job.queue]
         due_ms = int((time.time() + delay) * 1000)
         call = queue.protocol.retry(
-            job.id, job.raw, failure_of(error), running.attempt, due_ms, job.envelope.group
+            job.id, job.raw, failure_of(error), running.attempt, due_ms, job.links
         )
         scheduled = int(await self._run(queue, call))
         if scheduled == 1:

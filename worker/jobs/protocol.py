@@ -24,13 +24,19 @@ import structlog
 
 from producer.envelope import MAX_ID_LENGTH
 from producer.keys import QueueKeys
-from producer.scripts import PipelinedScripts, ScriptCall, ScriptLibrary, SyncScripts
+from producer.scripts import (
+    FINAL_STATUS_LIBS,
+    PipelinedScripts,
+    ScriptCall,
+    ScriptLibrary,
+    SyncScripts,
+)
 
 log = structlog.get_logger()
 
 # What a script that gives a job its final status does besides: count a member in its group,
 # tell a waiting producer, mark the jobs held for it to be settled (the producer's libraries).
-_FINAL_STATUS_LIBS = ("producer:group", "producer:notify", "producer:after")
+_FINAL_STATUS_LIBS = tuple(f"producer:{lib}" for lib in FINAL_STATUS_LIBS)
 
 WORKER_SCRIPTS = ScriptLibrary(
     "worker.jobs",
@@ -45,6 +51,7 @@ WORKER_SCRIPTS = ScriptLibrary(
         "recover",
         "promote",
         "progress",
+        "tick",
     ),
     uses={
         "progress": ("producer:notify",),
@@ -67,6 +74,19 @@ RECOVER_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
+class JobLinks:
+    """What ties a job to keys beyond its own record, as its envelope names them: its group
+    (docs/futures.md#groups) and its unique key (docs/scheduling.md#unique-jobs). The scripts
+    that give a job its final status count it in the one and let the other go."""
+
+    group: str | None = None
+    unique: str | None = None
+
+
+NO_LINKS = JobLinks()
+
+
+@dataclass(frozen=True, slots=True)
 class JobStart:
     """One job of a start call: what its record shows while it runs."""
 
@@ -75,7 +95,7 @@ class JobStart:
     task: str
     max_attempts: int
     enqueued_at: float | None
-    job_group: str | None = None  # the envelope's `group` (docs/futures.md#groups)
+    links: JobLinks = NO_LINKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +116,7 @@ class Taken:
     jobs: list[bytes]
     next_due_ms: int
     suspects: int
+    paused: bool = False  # the queue is paused (docs/scheduling.md#pause): nothing was taken
 
 
 # What ack, retry and dead return for a job a producer had asked to cancel while it ran: it
@@ -114,7 +135,12 @@ class Started:
 
     @property
     def cancelled(self) -> bool:
-        return self.attempt == 0 and self.forgiven < 0
+        return self.attempt == 0 and self.forgiven == -1
+
+    @property
+    def put_back(self) -> bool:
+        """Not started: its queue is paused, and it is back in the ready list."""
+        return self.attempt == 0 and self.forgiven == -2
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +217,7 @@ class QueueProtocol:
         keys = self.keys
         return ScriptCall(
             "take",
-            [keys.ready, self.processing, keys.delayed, keys.suspects],
+            [keys.ready, self.processing, keys.delayed, keys.suspects, keys.paused],
             [now_ms, most, PROMOTE_BATCH, "trial" if trial else ""],
         )
 
@@ -203,23 +229,25 @@ class QueueProtocol:
         args: list[str | bytes | int | float] = [
             self.worker_id, self._ttl, self.keys.queue, token, "" if group is None else group,
         ]  # fmt: skip
-        keys = [self.processing, self.keys.settling]
+        keys = [self.processing, self.keys.settling, self.keys.paused, self.keys.ready]
         for start in starts:
             enqueued = "" if start.enqueued_at is None else repr(float(start.enqueued_at))
-            flag = self._job_keys(keys, start.job_id, start.job_group)
+            flag = self._job_keys(keys, start.job_id, start.links)
             args.extend((start.raw, start.task, start.max_attempts, enqueued, flag))
         return ScriptCall("start", keys, args)
 
-    def _job_keys(self, keys: list[str], job_id: str, job_group: str | None) -> str:
-        """Add a job's record (and its group's keys) to `keys`; the flag that says which."""
+    def _job_keys(self, keys: list[str], job_id: str, links: JobLinks) -> str:
+        """Add a job's record, and the keys of its links, to `keys`; the flag that says which
+        follow the record (producer/lua/lib/group.lua, `job_keys`)."""
         keys.append(self.keys.job(job_id))
-        if job_group is None:
-            return ""
-        keys.extend((self.keys.group(job_group), self.keys.ready))
-        return "g"
-
-    def _group_keys(self, job_group: str | None) -> list[str]:
-        return [] if job_group is None else [self.keys.group(job_group), self.keys.ready]
+        flag = ""
+        if links.group is not None:
+            keys.extend((self.keys.group(links.group), self.keys.ready))
+            flag += "g"
+        if links.unique is not None:
+            keys.append(self.keys.unique(links.unique))
+            flag += "u"
+        return flag
 
     def adopt(self, raw: bytes, stamped: bytes) -> ScriptCall:
         """Replace a job taken without an id by the same job with the id the worker gave it."""
@@ -241,10 +269,10 @@ class QueueProtocol:
         raw: bytes,
         result_json: bytes,
         attempt: int,
-        job_group: str | None = None,
+        links: JobLinks = NO_LINKS,
     ) -> ScriptCall:
         keys = [self.processing, self.keys.settling]
-        flag = self._job_keys(keys, job_id, job_group)
+        flag = self._job_keys(keys, job_id, links)
         return ScriptCall(
             "ack", keys, [raw, result_json, repr(time.time()), self._ttl, str(attempt), flag]
         )
@@ -256,15 +284,15 @@ class QueueProtocol:
         failure: Failure,
         attempt: int,
         due_ms: int,
-        job_group: str | None = None,
+        links: JobLinks = NO_LINKS,
     ) -> ScriptCall:
-        keys = self.keys
+        keys = [self.processing, self.keys.delayed, self.keys.settling]
+        flag = self._job_keys(keys, job_id, links)
         return ScriptCall(
             "retry",
-            [self.processing, keys.delayed, keys.job(job_id), keys.settling,
-             *self._group_keys(job_group)],
+            keys,
             [raw, due_ms, failure.reason, failure.error, failure.traceback, self._ttl,
-             str(attempt)],
+             str(attempt), flag],
         )  # fmt: skip
 
     def dead(
@@ -274,16 +302,16 @@ class QueueProtocol:
         failure: Failure,
         attempt: int | None,
         entry: bytes,
-        job_group: str | None = None,
+        links: JobLinks = NO_LINKS,
     ) -> ScriptCall:
         """Dead-letter a held job; `attempt` None for one that never started (bad input)."""
-        keys = self.keys
+        keys = [self.processing, self.keys.dead, self.keys.settling]
+        flag = self._job_keys(keys, job_id, links)
         return ScriptCall(
             "dead",
-            [self.processing, keys.dead, keys.job(job_id), keys.settling,
-             *self._group_keys(job_group)],
+            keys,
             [raw, entry, failure.reason, failure.error, failure.traceback, repr(time.time()),
-             self._ttl, "" if attempt is None else str(attempt)],
+             self._ttl, "" if attempt is None else str(attempt), flag],
         )  # fmt: skip
 
     def dead_letter(
@@ -293,7 +321,7 @@ class QueueProtocol:
         task: str | None,
         failure: Failure,
         attempt: int | None,
-        job_group: str | None = None,
+        links: JobLinks = NO_LINKS,
     ) -> ScriptCall:
         """`dead`, with the dead-list entry written for this worker and queue; `attempt` None
         for a job that never started (its entry says 0 attempts)."""
@@ -302,7 +330,7 @@ class QueueProtocol:
             error=failure.error, traceback=failure.traceback, attempts=attempt or 0,
             worker_id=self.worker_id, raw=raw,
         )  # fmt: skip
-        return self.dead(job_id, raw, failure, attempt, entry, job_group)
+        return self.dead(job_id, raw, failure, attempt, entry, links)
 
     def recover(self, owner: str, held: Sequence[bytes], *, own: bool = False) -> ScriptCall:
         """Empty the processing list of a worker that is gone (its heartbeat expired; `own`:
@@ -323,6 +351,18 @@ class QueueProtocol:
             "progress", [self.keys.job(job_id)], [repr(fraction), note, repr(at), str(attempt)]
         )
 
+    def tick(
+        self, name: str, spec: str, now: float, due: float, following: float, grace: float,
+        catch_up: bool, raw: bytes, job_id: str,
+    ) -> ScriptCall:  # fmt: skip
+        """Push the job of a schedule's tick `due` if no worker has (worker/jobs/lua/tick.lua)."""
+        return ScriptCall(
+            "tick",
+            [self.keys.schedules, self.keys.ready],
+            [name, spec, repr(now), repr(due), repr(following), repr(grace),
+             "1" if catch_up else "", raw, job_id],
+        )  # fmt: skip
+
     def promote(self, now_ms: int) -> ScriptCall:
         return ScriptCall("promote", [self.keys.delayed, self.keys.ready], [now_ms, PROMOTE_BATCH])
 
@@ -340,8 +380,8 @@ class SyncQueue:
 
     def take(self, most: int, *, trial: bool = False) -> Taken:
         call = self.protocol.take(most, _now_ms(), trial=trial)
-        next_due, suspects, *jobs = cast("list[Any]", self.run(call))
-        return Taken(jobs, int(next_due), int(suspects))
+        next_due, suspects, paused, *jobs = cast("list[Any]", self.run(call))
+        return Taken(jobs, int(next_due), int(suspects), paused == 1)
 
     def pop(self, block: float) -> bytes | None:
         """Wait up to `block` seconds for a job, and move it into the processing list."""

@@ -89,6 +89,8 @@ class JobRunner:
                         started=False,
                     )
                     self._metrics.job_finished(job.queue, job.task, "cancelled", None)
+                elif found.put_back:
+                    log.info("job.put_back_paused", job_id=job.id, task=job.task, queue=job.queue)
                 else:
                     log.warning("job.not_held", job_id=job.id, task=job.task, queue=job.queue)
                 continue

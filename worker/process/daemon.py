@@ -48,6 +48,7 @@ from worker.process.housekeeping import (
 )
 from worker.process.http_endpoints import HealthServer
 from worker.process.loop_thread import EventLoopThread, loop_implementation
+from worker.process.scheduler import Scheduler, all_schedules
 from worker.process.sdnotify import SystemdNotifier
 from worker.process.supervisor import supervised, supervisor_gone
 from worker.process.watchdog import LoopWatchdog
@@ -236,6 +237,14 @@ class Worker:
         )
         cancels = CancelListener(client, [queue.protocol.keys for queue in queues], self.running)
         self._housekeeping.append(asyncio.create_task(cancels.run(), name="cancels"))
+        by_queue = {queue.protocol.keys.queue: queue for queue in queues}
+        scheduler = Scheduler(
+            [
+                (schedule, by_queue[schedule.queue or self.settings.queues[0]])
+                for schedule in all_schedules(self.settings, self.registry)
+            ]
+        )
+        self._housekeeping.append(asyncio.create_task(scheduler.run(), name="schedules"))
         for name, step in (("reaper", self.reaper.step), ("reaper.scan", self.reaper.scan_step)):
             self._housekeeping.append(
                 asyncio.create_task(run_periodically(name, step, outages), name=name)

@@ -8,14 +8,19 @@
 -- named by the job's envelope), and nothing is counted unless the record's `group_id` names
 -- that same group.
 
--- In a call that carries many jobs (ack, start), the keys of the job whose keys start at
--- KEYS[at]: its record, and its group's hash and the ready list when `flag` is 'g'. Returns
--- them and where the next job's keys start.
+-- The keys of a job, from KEYS[at] on: its record, then its group's hash and the ready list
+-- when `flag` holds 'g', then its unique key (lib/unique.lua) when it holds 'u'. Returns them
+-- (nil for those it has not) and where the next job's keys start, in a call that carries many.
 local function job_keys(at, flag)
-  if flag == 'g' then
-    return KEYS[at], KEYS[at + 1], KEYS[at + 2], at + 3
+  local record, group, ready, unique = KEYS[at], nil, nil, nil
+  at = at + 1
+  if string.find(flag, 'g', 1, true) then
+    group, ready, at = KEYS[at], KEYS[at + 1], at + 2
   end
-  return KEYS[at], nil, nil, at + 1
+  if string.find(flag, 'u', 1, true) then
+    unique, at = KEYS[at], at + 1
+  end
+  return record, group, ready, unique, at
 end
 
 -- The outcome of a member as the callback receives it: {"id", "status", "result"} for one that

@@ -6,22 +6,21 @@
 -- KEYS[2]      settling set                    coroq:{Q}:settling
 -- then for each job, in order: its record hash      coroq:{Q}:job:<id>
 --          and, for a member of a group, the group's hash and the ready list
---          (coroq:{Q}:group:<gid>, coroq:{Q}:ready)
+--          (coroq:{Q}:group:<gid>, coroq:{Q}:ready); for a unique job, its unique key
 -- then for job i, six arguments from ARGV[1 + 6 * (i - 1)]:
 --          its raw bytes, exactly as taken from the ready list; result (JSON text);
 --          finished_at (epoch seconds); record TTL (seconds); the attempt being acknowledged;
---          'g' when the group's keys follow its record in KEYS, else ''
+--          which of its keys follow its record: 'g' (group), 'u' (unique key), both, or ''
 -- A job whose cancel was requested while it ran is recorded `cancelled`, its result dropped
--- (lib/cancel.lua). A member of a group is counted in it (producer/lua/lib/group.lua); the
--- jobs held for it are marked to be settled (producer/lua/lib/after.lua).
+-- (lib/cancel.lua). Either way the rest follows (producer/lua/lib/final.lua).
 -- Returns, for each job, 1 when acknowledged (now, or by this same call before its reply was
 -- lost), 2 when recorded as cancelled instead, 0 when it was no longer held by this attempt.
 local acked = {}
 local key = 3
 for i = 1, #ARGV / 6 do
   local base = 6 * (i - 1)
-  local record, group, ready
-  record, group, ready, key = job_keys(key, ARGV[base + 6])
+  local record, group, ready, unique
+  record, group, ready, unique, key = job_keys(key, ARGV[base + 6])
   -- 'reason' comes with the error and traceback of an earlier failed attempt (retry.lua).
   local seen = redis.call('HMGET', record, 'attempts', 'status', 'reason', 'watched',
     'cancel_requested', 'dependents')
@@ -42,21 +41,12 @@ for i = 1, #ARGV / 6 do
       end
       redis.call('EXPIRE', record, ARGV[base + 4])
     end
-    if group then
-      if outcome == 2 then
-        count_in_group(record, group, ready,
-          member_outcome(record, STATUS.cancelled, nil, 'cancelled by request'))
-      else
-        count_in_group(record, group, ready,
-          member_outcome(record, STATUS.succeeded, ARGV[base + 2], nil))
-      end
-    end
-    if seen[4] then
-      notify_done(record)
-    end
-    if seen[6] then
-      mark_settling(record, KEYS[2])
-    end
+    local succeeded = outcome ~= 2
+    after_final({record = record, status = status,
+      result = succeeded and ARGV[base + 2] or nil,
+      error = not succeeded and 'cancelled by request' or nil,
+      group = group, ready = ready, unique = unique, watched = seen[4], dependents = seen[6],
+      settling = KEYS[2]})
     acked[i] = outcome
   else
     acked[i] = 0

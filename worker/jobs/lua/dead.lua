@@ -2,7 +2,10 @@
 -- and drop it from the processing list, in one step (lib/fence.lua).
 -- KEYS[1]  processing list       coroq:{Q}:processing:<worker-id>
 -- KEYS[2]  dead list             coroq:{Q}:dead
--- KEYS[3]  job record hash       coroq:{Q}:job:<id>
+-- KEYS[3]  settling set          coroq:{Q}:settling (producer/lua/lib/after.lua)
+-- KEYS[4]  job record hash       coroq:{Q}:job:<id>
+--          then, as ARGV[9] says (producer/lua/lib/group.lua, `job_keys`): for a member of a
+--          group, the group's hash and the ready list; for a unique job, its unique key
 -- ARGV[1]  the job's raw bytes, exactly as taken from the ready list
 -- ARGV[2]  dead-list entry (JSON text: id, reason, error, traceback, raw, timestamps)
 -- ARGV[3]  reason (machine-readable)
@@ -11,15 +14,13 @@
 -- ARGV[6]  finished_at (epoch seconds)
 -- ARGV[7]  record TTL (seconds)
 -- ARGV[8]  the attempt that failed ('' for a job that never started)
--- KEYS[4]  settling set          coroq:{Q}:settling (producer/lua/lib/after.lua)
--- KEYS[5], KEYS[6]  for a member of a group: the group's hash and the ready list
---          (producer/lua/lib/group.lua: the member is counted in its group)
+-- ARGV[9]  which keys follow the record: 'g' (group), 'u' (unique key), both, or ''
 -- A job whose cancel was requested while it ran is recorded `cancelled` instead, and does not
--- go to the dead list (lib/cancel.lua). Either way the jobs held for it are marked to be
--- settled (producer/lua/lib/after.lua).
+-- go to the dead list (lib/cancel.lua). Either way the rest follows (producer/lua/lib/final.lua).
 -- Returns 1 when dead-lettered (now, or by this same call before its reply was lost), 2 when
 -- recorded as cancelled instead, 0 when the job was no longer held by this attempt.
-local seen = redis.call('HMGET', KEYS[3], 'attempts', 'status', 'watched', 'cancel_requested',
+local record, group, ready, unique = job_keys(4, ARGV[9])
+local seen = redis.call('HMGET', record, 'attempts', 'status', 'watched', 'cancel_requested',
   'dependents')
 local outcome, status = outcome_of(seen[4], STATUS.dead)
 local held = release_held(KEYS[1], ARGV[1], seen[1], seen[2], ARGV[8], status, false)
@@ -28,25 +29,16 @@ if held == 'settled' then
 elseif not held then
   return 0
 end
+local why = ARGV[4]
 if outcome == 2 then
-  mark_cancelled(KEYS[3], ARGV[6], ARGV[7])
-  if KEYS[5] then
-    count_in_group(KEYS[3], KEYS[5], KEYS[6],
-      member_outcome(KEYS[3], STATUS.cancelled, nil, 'cancelled by request'))
-  end
+  mark_cancelled(record, ARGV[6], ARGV[7])
+  why = 'cancelled by request'
 else
   redis.call('LPUSH', KEYS[2], ARGV[2])
-  redis.call('HSET', KEYS[3], 'status', STATUS.dead, 'reason', ARGV[3], 'error', ARGV[4],
+  redis.call('HSET', record, 'status', STATUS.dead, 'reason', ARGV[3], 'error', ARGV[4],
     'traceback', ARGV[5], 'finished_at', ARGV[6])
-  redis.call('EXPIRE', KEYS[3], ARGV[7])
-  if KEYS[5] then
-    count_in_group(KEYS[3], KEYS[5], KEYS[6], member_outcome(KEYS[3], STATUS.dead, nil, ARGV[4]))
-  end
+  redis.call('EXPIRE', record, ARGV[7])
 end
-if seen[3] then
-  notify_done(KEYS[3])
-end
-if seen[5] then
-  mark_settling(KEYS[3], KEYS[4])
-end
+after_final({record = record, status = status, error = why, group = group, ready = ready,
+  unique = unique, watched = seen[3], dependents = seen[5], settling = KEYS[3]})
 return outcome

@@ -2,7 +2,10 @@
 -- delayed set at its due time, and record the failure, in one step (lib/fence.lua).
 -- KEYS[1]  processing list       coroq:{Q}:processing:<worker-id>
 -- KEYS[2]  delayed set           coroq:{Q}:delayed
--- KEYS[3]  job record hash       coroq:{Q}:job:<id>
+-- KEYS[3]  settling set          coroq:{Q}:settling (producer/lua/lib/after.lua)
+-- KEYS[4]  job record hash       coroq:{Q}:job:<id>
+--          then, as ARGV[8] says (producer/lua/lib/group.lua, `job_keys`): for a member of a
+--          group, the group's hash and the ready list; for a unique job, its unique key
 -- ARGV[1]  the job's raw bytes, exactly as taken from the ready list
 -- ARGV[2]  due time (epoch milliseconds)
 -- ARGV[3]  reason (machine-readable)
@@ -10,14 +13,14 @@
 -- ARGV[5]  traceback ('' when none)
 -- ARGV[6]  record TTL (seconds)
 -- ARGV[7]  the attempt that failed
--- KEYS[4]  settling set          coroq:{Q}:settling (producer/lua/lib/after.lua)
--- KEYS[5], KEYS[6]  for a member of a group: the group's hash and the ready list (counted
---          in its group only if cancelled instead: producer/lua/lib/group.lua)
+-- ARGV[8]  which keys follow the record: 'g' (group), 'u' (unique key), both, or ''
 -- A job whose cancel was requested while it ran is recorded `cancelled` instead, and is not
--- tried again (lib/cancel.lua); the jobs held for it are marked to be settled (producer/lua/lib/after.lua).
+-- tried again (lib/cancel.lua), and the rest follows (producer/lua/lib/final.lua). A job to
+-- be tried again keeps its group, its unique key and the jobs held for it as they are.
 -- Returns 1 when scheduled (now, or by this same call before its reply was lost), 2 when
 -- recorded as cancelled instead, 0 when the job was no longer held by this attempt.
-local seen = redis.call('HMGET', KEYS[3], 'attempts', 'status', 'watched', 'cancel_requested',
+local record, group, ready, unique = job_keys(4, ARGV[8])
+local seen = redis.call('HMGET', record, 'attempts', 'status', 'watched', 'cancel_requested',
   'dependents')
 local outcome, status = outcome_of(seen[4], STATUS.retrying)
 local held = release_held(KEYS[1], ARGV[1], seen[1], seen[2], ARGV[7], status, false)
@@ -27,21 +30,14 @@ elseif not held then
   return 0
 end
 if outcome == 2 then
-  mark_cancelled(KEYS[3], tostring(tonumber(redis.call('TIME')[1])), ARGV[6])
-  if KEYS[5] then
-    count_in_group(KEYS[3], KEYS[5], KEYS[6],
-      member_outcome(KEYS[3], STATUS.cancelled, nil, 'cancelled by request'))
-  end
-  if seen[3] then
-    notify_done(KEYS[3])
-  end
-  if seen[5] then
-    mark_settling(KEYS[3], KEYS[4])
-  end
+  mark_cancelled(record, tostring(tonumber(redis.call('TIME')[1])), ARGV[6])
+  after_final({record = record, status = STATUS.cancelled, error = 'cancelled by request',
+    group = group, ready = ready, unique = unique, watched = seen[3], dependents = seen[5],
+    settling = KEYS[3]})
   return 2
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[3], 'status', STATUS.retrying, 'reason', ARGV[3], 'error', ARGV[4],
+redis.call('HSET', record, 'status', STATUS.retrying, 'reason', ARGV[3], 'error', ARGV[4],
   'traceback', ARGV[5], 'next_attempt_at', tonumber(ARGV[2]) / 1000)
-redis.call('EXPIRE', KEYS[3], ARGV[6])
+redis.call('EXPIRE', record, ARGV[6])
 return 1

@@ -9,6 +9,8 @@
 -- this same call had counted its start, that count is taken back (lib/records.lua).
 -- KEYS[1]      processing list of the worker   coroq:{Q}:processing:<worker-id>
 -- KEYS[2]      settling set                    coroq:{Q}:settling (producer/lua/lib/after.lua)
+-- KEYS[3]      pause mark                      coroq:{Q}:paused
+-- KEYS[4]      ready list                      coroq:{Q}:ready
 -- then for each job, in order: its record hash      coroq:{Q}:job:<id>
 --          and, for a member of a group, the group's hash and the ready list
 -- ARGV[1]  worker id
@@ -21,20 +23,24 @@
 --          an ordinary batch (kept as the record's `group`, read by recover.lua)
 -- then for job i, five arguments from ARGV[6 + 5 * (i - 1)]:
 --          its raw bytes as held, task name, max_attempts in force for it, enqueued_at as the
---          producer stamped it ('' when unknown), 'g' when its group's keys follow its record
---          in KEYS (else '')
+--          producer stamped it ('' when unknown), which of its keys follow its record in KEYS:
+--          'g' (group), 'u' (unique key), both, or ''
 -- A job cancelled before it started, or whose cancel was requested while it ran on a worker
 -- that was then lost, is not started: it leaves the processing list, `cancelled` for good
 -- (lib/cancel.lua), and counted in its group if it has one (producer/lua/lib/group.lua).
+-- A job of a paused queue (taken by a blocking pop as the pause began) is not started: it goes
+-- back to the consuming end of the ready list.
 -- Returns two numbers per job: the attempt number that starts now (0: not started: not held,
--- or cancelled; minus the attempts made: not started, its held attempts used up), and its
--- `forgiven` count (-1 for a job cancelled).
+-- cancelled or put back; minus the attempts made: not started, its held attempts used up), and
+-- its `forgiven` count (-1 for a job cancelled, -2 for one put back as the queue is paused).
 local results = {}
-local key = 3
+local key = 5
+local paused = redis.call('EXISTS', KEYS[3]) == 1
+local put_back = {}
 for i = 1, (#ARGV - 5) / 5 do
   local base = 6 + 5 * (i - 1)
-  local record, group, ready
-  record, group, ready, key = job_keys(key, ARGV[base + 4])
+  local record, group, ready, unique
+  record, group, ready, unique, key = job_keys(key, ARGV[base + 4])
   local seen = redis.call('HMGET', record, 'start_token', 'attempts', 'forgiven', 'group',
     'status', 'cancel_requested', 'watched', 'dependents')
   local ours = seen[1] == ARGV[4]
@@ -48,21 +54,19 @@ for i = 1, (#ARGV - 5) / 5 do
     end
   elseif ours then
     attempt = attempts
+  elseif paused then
+    -- Taken by a blocking pop as the queue was paused: back to the consuming end, unstarted.
+    attempt, forgiven = 0, -2
+    redis.call('LREM', KEYS[1], 1, ARGV[base])
+    put_back[#put_back + 1] = ARGV[base]
   elseif seen[5] == STATUS.cancelled or seen[6] then
     attempt, forgiven = 0, -1
     redis.call('LREM', KEYS[1], 1, ARGV[base])
     if seen[5] ~= STATUS.cancelled then
       mark_cancelled(record, now_text(), ARGV[2])
-      if group then
-        count_in_group(record, group, ready,
-          member_outcome(record, STATUS.cancelled, nil, 'cancelled by request'))
-      end
-      if seen[7] then
-        notify_done(record)
-      end
-      if seen[8] then
-        mark_settling(record, KEYS[2])
-      end
+      after_final({record = record, status = STATUS.cancelled, error = 'cancelled by request',
+        group = group, ready = ready, unique = unique, watched = seen[7],
+        dependents = seen[8], settling = KEYS[2]})
     end
   elseif attempts - forgiven >= tonumber(ARGV[base + 2]) then
     attempt = -attempts
@@ -83,5 +87,8 @@ for i = 1, (#ARGV - 5) / 5 do
   end
   results[#results + 1] = attempt
   results[#results + 1] = forgiven
+end
+for i = #put_back, 1, -1 do  -- the oldest ends at the consuming end, as it was taken
+  redis.call('RPUSH', KEYS[4], put_back[i])
 end
 return results

@@ -9,15 +9,20 @@
 -- KEYS[2]  processing list       coroq:{Q}:processing:<worker-id>
 -- KEYS[3]  delayed set           coroq:{Q}:delayed
 -- KEYS[4]  suspects              coroq:{Q}:suspects
+-- KEYS[5]  pause mark            coroq:{Q}:paused (set: the queue is paused; nothing is taken)
 -- ARGV[1]  now (epoch milliseconds)
 -- ARGV[2]  at most this many jobs to take (0: only promote)
 -- ARGV[3]  at most this many due delayed jobs to promote
 -- ARGV[4]  'trial': take a group of suspects (the worker runs nothing else meanwhile);
 --          anything else: an ordinary take
--- Returns {due time of the next delayed job in ms or -1, suspects still waiting, job, ...},
--- oldest job first, each job its raw bytes.
-local taken = {promote_due(KEYS[3], KEYS[1], tonumber(ARGV[1]), ARGV[3]), 0}
+-- Returns {due time of the next delayed job in ms or -1, suspects still waiting, 1 when the
+-- queue is paused else 0, job, ...}, oldest job first, each job its raw bytes.
+local taken = {promote_due(KEYS[3], KEYS[1], tonumber(ARGV[1]), ARGV[3]), 0, 0}
 local most = tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  taken[3] = 1
+  return taken
+end
 if ARGV[4] == 'trial' then
   -- The suspects with the smallest bound first; a group no larger than any member's bound.
   local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')

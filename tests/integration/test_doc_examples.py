@@ -1,4 +1,4 @@
-"""Every example of docs/futures.md runs as written, against the real worker process (only
+"""Every example of the pages below runs as written, against the real worker process (only
 the Redis URL and the queue are pointed at the test's own)."""
 
 from __future__ import annotations
@@ -13,27 +13,31 @@ import pytest
 from producer.keys import QueueKeys
 from tests.conftest import REPO_ROOT, WorkerProcess
 
-DOC = REPO_ROOT / "docs" / "futures.md"
+# Each page, and how many examples that talk to Redis it has at least.
+PAGES = {"futures.md": 7, "scheduling.md": 2}
 DOC_URL = "redis://127.0.0.1:6379/0"
 
 
-def examples(*, runnable: bool = True) -> list[tuple[str, str]]:
-    """(the section's title, the code) of each Python block of the page that talks to Redis
-    (those run), or of the others (task code: those must compile)."""
+def examples(*, runnable: bool = True, page: str | None = None) -> list[tuple[str, str]]:
+    """(page: the section's title, the code) of each Python block of the pages that talks to
+    Redis (those run), or of the others (task code: those must compile)."""
     found = []
-    section = ""
-    for part in re.split(r"^(## .*)$", DOC.read_text(), flags=re.MULTILINE):
-        if part.startswith("## "):
-            section = part[3:].strip()
-            continue
-        for number, code in enumerate(re.findall(r"```python\n(.*?)```", part, re.DOTALL)):
-            if (DOC_URL in code) == runnable:
-                found.append((f"{section} #{number + 1}", code))
+    for name in PAGES if page is None else [page]:
+        section = ""
+        text = (REPO_ROOT / "docs" / name).read_text()
+        for part in re.split(r"^(## .*)$", text, flags=re.MULTILINE):
+            if part.startswith("## "):
+                section = part[3:].strip()
+                continue
+            for number, code in enumerate(re.findall(r"```python\n(.*?)```", part, re.DOTALL)):
+                if (DOC_URL in code) == runnable:
+                    found.append((f"{name}: {section} #{number + 1}", code))
     return found
 
 
-def test_the_page_has_examples() -> None:
-    assert len(examples()) >= 7
+@pytest.mark.parametrize(("page", "least"), PAGES.items())
+def test_the_page_has_examples(page: str, least: int) -> None:
+    assert len(examples(page=page)) >= least
 
 
 @pytest.mark.parametrize(
