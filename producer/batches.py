@@ -109,10 +109,7 @@ def unique_batch(
         )
     raw = envelope.to_json()
     job_id = str(envelope.id)
-    if schedule is not None:
-        placement = str(schedule.due_ms(time.time()))
-    else:
-        placement = "front" if front else "back"
+    placement = released_to(front, schedule)
     call = ScriptCall(
         "push_unique",
         [keys.unique(str(envelope.unique)), keys.ready, keys.delayed, keys.job(job_id)],

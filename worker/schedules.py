@@ -18,13 +18,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-from croniter import croniter
 
 from producer.durations import parse_duration
+
+if TYPE_CHECKING:
+    from croniter import croniter
 
 # The shortest period (and a cron expression cannot tick more often than each second).
 MIN_PERIOD = 1.0
@@ -54,7 +56,7 @@ class Schedule:
             self._zone()
         except (ZoneInfoNotFoundError, ValueError):
             raise ScheduleError(f"timezone: unknown time zone {self.timezone!r}") from None
-        if self.cron is not None and not croniter.is_valid(
+        if self.cron is not None and not _croniter().is_valid(
             self.cron, second_at_beginning=self._with_seconds()
         ):
             raise ScheduleError(
@@ -92,7 +94,7 @@ class Schedule:
             return (math.floor(moment / self.every) + 1) * self.every
         zone = self._zone()
         start = datetime.fromtimestamp(moment, zone)
-        ticks = croniter(str(self.cron), start, second_at_beginning=self._with_seconds())
+        ticks = _croniter()(str(self.cron), start, second_at_beginning=self._with_seconds())
         while True:
             tick: datetime = ticks.get_next(datetime)
             if not (self._fixed_hour() and _second_of_a_repeated_time(tick, zone)):
@@ -104,7 +106,7 @@ class Schedule:
             return math.floor(moment / self.every) * self.every
         zone = self._zone()
         start = datetime.fromtimestamp(moment, zone)
-        ticks = croniter(str(self.cron), start, second_at_beginning=self._with_seconds())
+        ticks = _croniter()(str(self.cron), start, second_at_beginning=self._with_seconds())
         nearest = self.next_after(moment - 1e-6)  # a tick exactly at `moment` counts
         if nearest <= moment:
             return nearest
@@ -117,6 +119,13 @@ class Schedule:
         fields = str(self.cron).split()
         hour = fields[2] if len(fields) == 6 else fields[1]
         return "*" not in hour
+
+
+def _croniter() -> type[croniter]:
+    # Imported on first use: a worker with no cron schedule does not carry it (about 1 MB).
+    from croniter import croniter  # noqa: PLC0415
+
+    return croniter
 
 
 def _second_of_a_repeated_time(tick: datetime, zone: ZoneInfo) -> bool:

@@ -111,6 +111,27 @@ class WorkerSettings(BaseSettings):
     metrics_host: str = Field("0.0.0.0", min_length=1)  # noqa: S104 - scraped from outside
     worker_id: str = Field(default_factory=default_worker_id, pattern=r"^[A-Za-z0-9_.@-]+$")
     schedules: dict[str, ScheduleTable] = Field(default_factory=dict)
+    # From `queues = ["critical:6", "default:3"]`: slots shared by weight, not in strict order.
+    queue_weights: dict[str, PositiveInt] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _weights_out_of_queue_names(cls, data: Any) -> Any:
+        """`critical:6` in `queues`: the queue `critical`, of weight 6 (a name ending in `:`
+        and digits is read so); with any weight given, a queue without one weighs 1."""
+        if not isinstance(data, dict) or not isinstance(data.get("queues"), str | list):
+            return data
+        names, weights = [], {}
+        for entry in _split_commas(data["queues"]):
+            name, colon, weight = str(entry).rpartition(":")
+            if colon and name and weight.isdigit():
+                names.append(name)
+                weights[name] = int(weight)  # 0 is refused by the field's own check
+            else:
+                names.append(str(entry))
+        if weights:
+            data = {**data, "queue_weights": {name: weights.get(name, 1) for name in names}}
+        return {**data, "queues": names}
 
     @field_validator("queues", "tasks", mode="before")
     @classmethod
@@ -171,6 +192,9 @@ class WorkerSettings(BaseSettings):
             )
         if self.retry_cap < self.retry_base:
             raise ValueError("retry_cap must be at least retry_base")
+        stray = sorted(set(self.queue_weights) - set(self.queues))
+        if stray:
+            raise ValueError(f"queue_weights names queues not in queues: {', '.join(stray)}")
         return self
 
     @property
@@ -220,11 +244,15 @@ def _config_from_env() -> Path | None:
 def describe_settings_error(error: ValidationError, path: Path | None) -> str:
     lines = []
     for detail in error.errors(include_url=False):
-        name = ".".join(str(part) for part in detail["loc"]) or "settings"
+        location, message = detail["loc"], detail["msg"]
+        if location[:1] == ("queue_weights",):  # written as `queues = ["name:weight"]`
+            queue = location[1] if len(location) > 1 else "?"
+            location, message = ("queues",), f"queue {queue!r}: weight: {message}"
+        name = ".".join(str(part) for part in location) or "settings"
         env_name = f"COROQ_{name.upper()}"
         where = f" (flag --{name.replace('_', '-')}, env {env_name}"
         where += f", or {path})" if path else ")"
         value = detail.get("input")
         shown = "" if isinstance(value, dict) or name == "redis_url" else f"; got {value!r}"
-        lines.append(f"invalid setting {name}{where}: {detail['msg']}{shown}")
+        lines.append(f"invalid setting {name}{where}: {message}{shown}")
     return "\n".join(lines)

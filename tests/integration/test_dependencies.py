@@ -159,7 +159,8 @@ def test_a_delayed_job_held_goes_to_the_delayed_set(
     keys: QueueKeys,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
-    start_worker()
+    # An idle worker looks at the delayed set when its blocking pop ends: soon, here.
+    start_worker(env={"COROQ_POLL_TIMEOUT": "0.5"})
     first = producer.submit("tests.add", 1, 1)
     later = producer.submit("tests.add", 4, 4, _after=[first], _delay=1.0)
     assert later.result(timeout=30) == 8

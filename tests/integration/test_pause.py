@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import orjson
+import pytest
 import redis
 
 from producer import AsyncProducer, Producer
@@ -47,6 +48,7 @@ def test_a_paused_queue_runs_nothing_until_resumed(
     assert [records[i]["result"] for i in ids] == [0, 2, 4, 6, 8]
 
 
+@pytest.mark.slow
 def test_pausing_under_load_stops_new_starts_and_lets_running_jobs_finish(
     producer: Producer,
     redis_client: redis.Redis,
@@ -88,6 +90,7 @@ def test_a_job_popped_as_the_pause_begins_goes_back_unstarted(
     assert producer.wait([job_id], timeout=20)[job_id]["result"] == 2
 
 
+@pytest.mark.slow
 def test_the_pause_outlives_worker_restarts(
     producer: Producer,
     redis_client: redis.Redis,

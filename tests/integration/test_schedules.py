@@ -12,11 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pytest
 import redis
 
 from producer.keys import QueueKeys
 from tests.conftest import WorkerProcess, wait_for
 from tests.integration.helpers import run_module
+
+pytestmark = pytest.mark.slow  # they wait for ticks
 
 TASKS = {"COROQ_TASKS": "tests.tasks,tests.schedule_tasks"}
 

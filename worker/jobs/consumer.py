@@ -37,6 +37,7 @@ from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
 from worker.errors import MalformedJob
 from worker.jobs.decode import ReceivedJob, RejectedJob
+from worker.jobs.priorities import QueueOrder
 from worker.jobs.protocol import Failure, SyncQueue, held_job_id, log_recovered, start_token
 from worker.jobs.running import JobDone, RunningJob, RunningJobs
 from worker.jobs.slots import Lease, Slots
@@ -91,6 +92,8 @@ class JobPath:
     heartbeat: Liveness
     metrics: WorkerMetrics
     stop: threading.Event  # set: take no more jobs
+    # Which consumer takes a free slot first, for a worker of several queues (else None).
+    order: QueueOrder | None = None
 
 
 class ConsumerThread(threading.Thread):
@@ -138,7 +141,10 @@ class ConsumerThread(threading.Thread):
                 self._run_trial()
                 continue
             # More free slots mean a batch: one round trip takes up to that many jobs.
-            leases = [first, *self._path.slots.spare(TAKE_BATCH - 1)]
+            more = TAKE_BATCH - 1
+            if self._path.order is not None:
+                more = self._path.order.allowance(self.keys.queue, more)
+            leases = [first, *self._path.slots.spare(more)]
             popped, raws = self._take_or_wait(leases)
             if raws is None:  # Redis failed; waited a backoff delay
                 continue
@@ -190,7 +196,10 @@ class ConsumerThread(threading.Thread):
     def _lease_first_slot(self) -> Lease | None:
         """Wait for a free slot while it is safe to take a job; None once stopping."""
         stop = self._path.stop
+        order = self._path.order
         while not stop.is_set():
+            if order is not None and not order.wait_turn(self.keys.queue):
+                continue  # a queue before this one wants the slots
             lease = self._path.slots.lease(SLOT_WAIT)
             if lease is None:
                 continue
@@ -233,6 +242,7 @@ class ConsumerThread(threading.Thread):
         self._outages.succeeded()  # now, not after a blocking pop of many seconds
         self._suspects = taken.suspects > 0
         self._note_pause(taken.paused)
+        self._want(bool(taken.jobs))
         if taken.paused:  # nothing taken; look again shortly (no pop: it would take a job)
             self._keep_leases(leases, 0)
             self._path.stop.wait(PAUSED_POLL)
@@ -262,8 +272,14 @@ class ConsumerThread(threading.Thread):
             return False, []
         raw = self._queue.pop(block)
         self._idle = raw is None
+        self._want(raw is not None)
         self._keep_leases(leases, 0 if raw is None else 1)
         return True, [] if raw is None else [raw]
+
+    def _want(self, wanting: bool) -> None:
+        """Tell the other consumers whether this queue has jobs waiting (priorities)."""
+        if self._path.order is not None:
+            self._path.order.want(self.keys.queue, wanting)
 
     def _note_pause(self, paused: bool) -> None:
         if paused != self._paused:

@@ -98,6 +98,11 @@ class RunningJobs:
                 entry.task.cancel()
         return len(found)
 
+    def count(self, queue: str) -> int:
+        """How many jobs of `queue` run here."""
+        with self._condition:
+            return sum(1 for e in self._entries if e.job.queue == queue)
+
     def ids(self, queue: str) -> list[str]:
         """The ids of the jobs of `queue` that run here."""
         with self._condition:

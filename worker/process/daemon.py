@@ -33,6 +33,7 @@ from worker.jobs.cancels import CancelListener
 from worker.jobs.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread, JobPath
 from worker.jobs.decode import decode_job
 from worker.jobs.outcomes import OutcomeStore
+from worker.jobs.priorities import QueueOrder
 from worker.jobs.protocol import AsyncQueue, QueueProtocol, SyncQueue, pipelined_worker_scripts
 from worker.jobs.runner import REQUEUE_GIVE_UP_AFTER, JobRunner
 from worker.jobs.running import RunningJobs
@@ -206,6 +207,14 @@ class Worker:
             heartbeat=self.heartbeat,
             metrics=self.metrics,
             stop=self._stop_taking,
+            order=None
+            if len(self.settings.queues) == 1
+            else QueueOrder(
+                self.settings.queues,
+                self.settings.queue_weights,
+                self.running.count,
+                self.settings.concurrency,
+            ),
         )
 
     def _consumer(self, queue: str, path: JobPath) -> ConsumerThread:
