@@ -16,7 +16,7 @@ _NUMBER_FIELDS = {
     "after_left": int,
 }
 _TIME_FIELDS = {"started_at", "finished_at", "enqueued_at", "next_attempt_at", "progress_at"}
-_FRACTION_FIELDS = {"progress"}
+_FRACTION_FIELDS = {"progress", "unique_ttl"}  # numbers that may have a fraction
 # Bookkeeping of the worker's scripts, not part of what a record tells its reader.
 # (`watched`: a producer waits on the job, docs/protocol.md#completion.)
 # (`group_counted`: the member was counted in its group, docs/futures.md#groups.)
