@@ -77,7 +77,8 @@ def test_a_job_popped_as_the_pause_begins_goes_back_unstarted(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     worker = start_worker()
-    time.sleep(0.3)  # idle: blocked in its pop
+    # Idle: its consumer is blocked in its pop.
+    wait_for(lambda: any(c["cmd"] == "blmove" for c in redis_client.client_list()))
     [started_event] = worker.events("worker.started")
     producer.pause()
     job_id = producer.push("tests.add", 1, 1)  # the pending pop takes it

@@ -67,7 +67,8 @@ def test_missed_ticks_are_skipped_or_run_once_with_catch_up(
     first.stop()
     time.sleep(4.5)  # two ticks of each schedule missed
     second = start_worker(env=TASKS)
-    time.sleep(0.5)
+    # At its start the worker runs the ticks' script for every schedule.
+    wait_for(lambda: pushed([second], "ticks.catching_up"), timeout=10)
     missed = [e["schedule"] for e in second.events("schedule.missed")]
     assert "ticks.every_second" in missed  # skipped
     caught = pushed([second], "ticks.catching_up")

@@ -21,7 +21,8 @@ from producer.keys import QueueKeys
 from producer.records import decode_record
 from producer.scripts import ScriptCall, SyncScripts
 from worker import Backoff, Fail, Retry, current_job, task
-from worker.jobs.protocol import WORKER_SCRIPTS, AsyncQueue, QueueProtocol, SyncQueue
+from worker.jobs.protocol import WORKER_SCRIPTS, QueueProtocol
+from worker.jobs.queues import AsyncQueue, SyncQueue
 from worker.registry import TaskRegistry, specs_in_module
 from worker.settings import WorkerSettings
 

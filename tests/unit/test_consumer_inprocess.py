@@ -49,13 +49,8 @@ from worker import Backoff
 from worker.jobs.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread, JobPath
 from worker.jobs.decode import ReceivedJob, RejectedJob, decode_job
 from worker.jobs.outcomes import OutcomeStore
-from worker.jobs.protocol import (
-    JobStart,
-    QueueProtocol,
-    SyncQueue,
-    pipelined_worker_scripts,
-    start_token,
-)
+from worker.jobs.protocol import JobStart, QueueProtocol, start_token
+from worker.jobs.queues import SyncQueue, pipelined_worker_scripts
 from worker.jobs.runner import JobRunner
 from worker.jobs.running import RunningJob, RunningJobs
 from worker.jobs.slots import Slots

@@ -29,6 +29,7 @@ import producer.completions_thread
 import producer.dead_letters
 import producer.dependencies
 import worker.jobs.protocol
+import worker.jobs.queues
 from producer.cancelling import CancelOutcome
 from producer.client import Producer
 from producer.dead_letters import DeadLetters
@@ -39,16 +40,14 @@ from producer.statuses import JobStatus, lua_status_table
 from tests.conftest import REPO_ROOT
 from worker.jobs.protocol import (
     WORKER_SCRIPTS,
-    AsyncQueue,
     Failure,
     JobLinks,
     JobStart,
     QueueProtocol,
-    SyncQueue,
-    pipelined_worker_scripts,
     start_token,
     started,
 )
+from worker.jobs.queues import AsyncQueue, SyncQueue, pipelined_worker_scripts
 
 T = TypeVar("T")
 
@@ -545,6 +544,7 @@ def checked(monkeypatch: pytest.MonkeyPatch) -> CheckedLibraries:
         key_checked(WORKER_SCRIPTS, mark), key_checked(PRODUCER_SCRIPTS, mark)
     )
     monkeypatch.setattr(worker.jobs.protocol, "WORKER_SCRIPTS", libraries.worker)
+    monkeypatch.setattr(worker.jobs.queues, "WORKER_SCRIPTS", libraries.worker)
     modules = (
         producer.dead_letters,
         producer.client,

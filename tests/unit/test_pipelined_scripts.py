@@ -16,10 +16,10 @@ from worker.jobs.protocol import (
     JobLinks,
     JobStart,
     QueueProtocol,
-    SyncQueue,
     start_token,
     started,
 )
+from worker.jobs.queues import SyncQueue
 
 WORKER = "w-1"
 TTL = 600

@@ -31,7 +31,8 @@ from producer.keys import QueueKeys
 from producer.schedule import Schedule, epoch_ms, make_schedule, parse_at
 from tests.conftest import wait_for
 from tests.unit.failing_client import FailingOnRound
-from worker.jobs.protocol import QueueProtocol, SyncQueue
+from worker.jobs.protocol import QueueProtocol
+from worker.jobs.queues import SyncQueue
 
 KEYS = QueueKeys("q")
 runner = CliRunner()

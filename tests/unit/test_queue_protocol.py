@@ -21,18 +21,16 @@ from producer.keys import QueueKeys
 from producer.scripts import ScriptCall
 from worker.jobs.protocol import (
     PROMOTE_BATCH,
-    AsyncQueue,
     Failure,
     JobStart,
     QueueProtocol,
     Recovered,
     Started,
-    SyncQueue,
-    pipelined_worker_scripts,
     recovered,
     start_token,
     started,
 )
+from worker.jobs.queues import AsyncQueue, SyncQueue, pipelined_worker_scripts
 
 WORKER = "w-1"
 TTL = 600

@@ -37,14 +37,8 @@ from worker import Backoff
 from worker.jobs import runner as runner_module
 from worker.jobs.decode import ReceivedJob, decode_job
 from worker.jobs.outcomes import OutcomeStore
-from worker.jobs.protocol import (
-    AsyncQueue,
-    JobStart,
-    QueueProtocol,
-    pipelined_worker_scripts,
-    start_token,
-    started,
-)
+from worker.jobs.protocol import JobStart, QueueProtocol, start_token, started
+from worker.jobs.queues import AsyncQueue, pipelined_worker_scripts
 from worker.jobs.runner import JobRunner
 from worker.jobs.running import RunningJob
 from worker.jobs.slots import Slots

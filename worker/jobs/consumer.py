@@ -38,7 +38,8 @@ from producer.keys import QueueKeys
 from worker.errors import MalformedJob
 from worker.jobs.decode import ReceivedJob, RejectedJob
 from worker.jobs.priorities import QueueOrder
-from worker.jobs.protocol import Failure, SyncQueue, held_job_id, log_recovered, start_token
+from worker.jobs.protocol import Failure, held_job_id, start_token
+from worker.jobs.queues import SyncQueue, log_recovered
 from worker.jobs.running import JobDone, RunningJob, RunningJobs
 from worker.jobs.slots import Lease, Slots
 from worker.metrics import WorkerMetrics

@@ -20,7 +20,8 @@ import structlog
 
 from producer.scripts import ScriptCall
 from worker.errors import JobError
-from worker.jobs.protocol import AsyncQueue, Failure, JobStart, Started, started
+from worker.jobs.protocol import Failure, JobStart, Started, started
+from worker.jobs.queues import AsyncQueue
 from worker.jobs.running import RunningJob
 from worker.redis_health import AsyncOutages
 

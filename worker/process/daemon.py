@@ -34,7 +34,8 @@ from worker.jobs.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread, JobPath
 from worker.jobs.decode import decode_job
 from worker.jobs.outcomes import OutcomeStore
 from worker.jobs.priorities import QueueOrder
-from worker.jobs.protocol import AsyncQueue, QueueProtocol, SyncQueue, pipelined_worker_scripts
+from worker.jobs.protocol import QueueProtocol
+from worker.jobs.queues import AsyncQueue, SyncQueue, pipelined_worker_scripts
 from worker.jobs.runner import REQUEUE_GIVE_UP_AFTER, JobRunner
 from worker.jobs.running import RunningJobs
 from worker.jobs.slots import Slots

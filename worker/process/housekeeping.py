@@ -18,7 +18,7 @@ import redis.asyncio
 import structlog
 
 from producer.keys import workers_key
-from worker.jobs.protocol import AsyncQueue, log_recovered
+from worker.jobs.queues import AsyncQueue, log_recovered
 from worker.metrics import WorkerMetrics
 from worker.redis_health import AsyncOutages
 

@@ -20,7 +20,7 @@ import structlog
 
 from producer.envelope import build_envelope
 from producer.errors import CoroqError
-from worker.jobs.protocol import AsyncQueue
+from worker.jobs.queues import AsyncQueue
 from worker.registry import TaskRegistry
 from worker.schedules import Schedule
 from worker.settings import WorkerSettings
