@@ -149,6 +149,26 @@ class QueueKeys:
     def worker(self, worker_id: str) -> str:
         return f"{self.base}:worker:{worker_id}"
 
+    # Limits across workers (docs/scheduling.md#rate-limits-and-global-concurrency). A
+    # limiter is a task's name, or `task=value` for a task limited per value of an argument.
+
+    def rate(self, limiter: str) -> str:
+        """When the limiter's next start may happen (epoch ms; expires once passed)."""
+        return f"{self.base}:rate:{limiter}"
+
+    def permits(self, limiter: str) -> str:
+        """The ids of the limiter's running jobs, each scored with its permit's lease end."""
+        return f"{self.base}:permits:{limiter}"
+
+    def blocked(self, limiter: str) -> str:
+        """Jobs of the limiter waiting for one of its running jobs to end."""
+        return f"{self.base}:blocked:{limiter}"
+
+    @property
+    def limited(self) -> str:
+        """The limiters with blocked jobs, each with its global concurrency."""
+        return f"{self.base}:limited"
+
 
 def queue_keys_pattern(prefix: str = DEFAULT_PREFIX) -> str:
     """A SCAN pattern for the ready, delayed, dead, suspects, paused, processing and worker

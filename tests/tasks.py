@@ -159,3 +159,23 @@ def sync_progress(steps: int, pause: float) -> int:
 async def collect(title: str, results: list[dict[str, object]]) -> dict[str, object]:
     """A group's callback: gives back what it received."""
     return {"title": title, "results": results}
+
+
+# Limits across workers (docs/scheduling.md#rate-limits-and-global-concurrency).
+
+
+@task("tests.rate_limited", rate_limit="20/s")
+async def rate_limited(index: int) -> int:
+    return index
+
+
+@task("tests.two_at_a_time", global_concurrency=2)
+async def two_at_a_time(seconds: float) -> int:
+    await asyncio.sleep(seconds)
+    return os.getpid()
+
+
+@task("tests.per_tenant", global_concurrency=1, rate_limit="50/s", limit_key="tenant")
+async def per_tenant(tenant: str, seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return tenant

@@ -21,6 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from producer.envelope import first_error
 from worker.errors import InvalidArguments, TaskRegistrationError, UnknownTask
+from worker.limits import LimitError, TaskLimits, check_limit_key, task_limits
 from worker.retry import Backoff
 from worker.schedules import Schedule, ScheduleError, schedule_of
 
@@ -39,6 +40,7 @@ class TaskOptions:
     concurrency: int | None = None
     backoff: Backoff | None = None
     schedule: Schedule | None = None
+    limits: TaskLimits | None = None
 
 
 def task(
@@ -54,6 +56,9 @@ def task(
     schedule_args: Sequence[Any] | dict[str, Any] | None = None,
     catch_up: bool = False,
     schedule_queue: str | None = None,
+    rate_limit: str | None = None,
+    global_concurrency: int | None = None,
+    limit_key: str | None = None,
 ) -> Callable[[F], F]:
     """Mark a function (`async def` or `def`) as the task `name`.
 
@@ -65,6 +70,10 @@ def task(
     periodic (docs/scheduling.md#periodic-jobs): each tick pushes one job, with
     `schedule_args`, to `schedule_queue` (the worker's first queue by default); ticks missed
     while no worker ran are skipped, or run once with `catch_up`.
+
+    `rate_limit` ("100/s", "10/m", "1000/h") and `global_concurrency` hold across every
+    worker of the queue; with `limit_key`, the name of an argument, they apply to each value
+    of that argument on its own (docs/scheduling.md#rate-limits-and-global-concurrency).
     """
     if not _TASK_NAME.match(name):
         raise TaskRegistrationError(f"invalid task name {name!r}")
@@ -80,9 +89,19 @@ def task(
         )  # fmt: skip
     except ScheduleError as exc:
         raise TaskRegistrationError(f"task {name!r}: {exc}") from None
-    options = TaskOptions(name, timeout, max_attempts, concurrency, backoff, schedule)
+    try:
+        limits = task_limits(
+            rate_limit=rate_limit, global_concurrency=global_concurrency, limit_key=limit_key
+        )
+    except LimitError as exc:
+        raise TaskRegistrationError(f"task {name!r}: {exc}") from None
+    options = TaskOptions(name, timeout, max_attempts, concurrency, backoff, schedule, limits)
 
     def mark(function: F) -> F:
+        try:
+            check_limit_key(limits, inspect.signature(function))
+        except LimitError as exc:
+            raise TaskRegistrationError(f"task {name!r}: {exc}") from None
         setattr(function, _TASK_ATTRIBUTE, options)
         return function
 
@@ -141,6 +160,7 @@ class TaskSpec:
     binder: ArgumentBinder = field(repr=False)
     backoff: Backoff | None = None
     schedule: Schedule | None = None
+    limits: TaskLimits | None = None
 
     @classmethod
     def from_function(cls, function: Callable[..., Any], options: TaskOptions) -> TaskSpec:
@@ -154,6 +174,7 @@ class TaskSpec:
             binder=ArgumentBinder(function),
             backoff=options.backoff,
             schedule=options.schedule,
+            limits=options.limits,
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,9 +42,11 @@ from tests.conftest import REPO_ROOT
 from worker.jobs.protocol import (
     WORKER_SCRIPTS,
     Failure,
+    JobLimits,
     JobLinks,
     JobStart,
     QueueProtocol,
+    Started,
     start_token,
     started,
 )
@@ -54,6 +57,8 @@ T = TypeVar("T")
 WORKER = "w-1"
 TTL = 600
 FAILURE = Failure("handler_error", "RuntimeError: boom", "Traceback ...")
+ONE_AT_A_TIME = JobLinks(limits=JobLimits("one", None, 1))
+A_MINUTE_APART = JobLinks(limits=JobLimits("minute", 60_000.0, None))
 LUA_FOLDERS = [REPO_ROOT / "worker" / "jobs" / "lua", REPO_ROOT / "producer" / "lua"]
 LIBRARIES = {"worker/jobs/lua": WORKER_SCRIPTS, "producer/lua": PRODUCER_SCRIPTS}
 
@@ -66,7 +71,8 @@ local redis = (function(real)
     GET = 1, SET = 1, HGET = 1, HSET = 1, HINCRBY = 1, HMGET = 1, HDEL = 1, HGETALL = 1,
     EXPIRE = 1, TTL = 1, LREM = 1, LPUSH = 1, RPUSH = 1, LPOP = 1, RPOP = 1, LPOS = 1,
     LINDEX = 1, LRANGE = 1, LLEN = 1, ZADD = 1, ZRANGE = 1, ZRANGEBYSCORE = 1, ZREM = 1,
-    ZCARD = 1, SADD = 1, SREM = 1, SISMEMBER = 1, LMOVE = 2, RPOPLPUSH = 2, EXISTS = 'all',
+    ZCARD = 1, ZSCORE = 1, ZREMRANGEBYSCORE = 1, PEXPIRE = 1, SADD = 1, SREM = 1,
+    SISMEMBER = 1, LMOVE = 2, RPOPLPUSH = 2, EXISTS = 'all',
     DEL = 'all', UNLINK = 'all', TIME = 0,
     PUBLISH = 0,
   }
@@ -232,6 +238,23 @@ class Bench:
         call = self.protocol.start(starts, token or start_token("t-"), None)
         return [found.attempt for found in started(self.queue.run(call))]
 
+    def start_limited(self, links: JobLinks, *job_ids: str) -> list[Started]:
+        starts = [JobStart(job_id, raw_job(job_id), "echo", 3, None, links) for job_id in job_ids]
+        return started(self.queue.run(self.protocol.start(starts, start_token("t-"), None)))
+
+    def hand_on_permit(self, settle: Callable[[str, JobLinks], Any]) -> None:
+        """A job holding its task's only permit ends (`settle`): the permit goes to the job
+        blocked waiting for it, which goes to the ready list."""
+        self.client.delete(self.keys.permits("one"), self.keys.blocked("one"), self.keys.ready)
+        self.hold(raw_job("holder"), raw_job("waiter"))
+        found = self.start_limited(ONE_AT_A_TIME, "holder", "waiter")
+        assert [f.over_limit for f in found] == [False, True]
+        self.settle(settle("holder", ONE_AT_A_TIME))
+        assert self.client.zcard(self.keys.permits("one")) == 0
+        assert self.client.lindex(self.keys.ready, -1) == raw_job("waiter")  # taken next
+        self.client.delete(self.keys.job("holder"), self.keys.job("waiter"), self.keys.ready)
+        self.client.delete(self.keys.delayed, self.keys.dead)
+
     def field(self, job_id: str, name: str) -> bytes | None:
         return self.client.hget(self.keys.job(job_id), name)
 
@@ -275,6 +298,20 @@ def drive_start(bench: Bench) -> None:
     bench.client.hset(bench.keys.job("waited"), mapping={"cancel_requested": 1, "dependents": 1})
     assert bench.start("waited") == [0]
     assert bench.client.smembers(bench.keys.settling) == {b"waited"}
+    # A task run one at a time across workers: the second job waits for the permit.
+    bench.hold(raw_job("l1"), raw_job("l2"))
+    found = bench.start_limited(ONE_AT_A_TIME, "l1", "l2")
+    assert [(f.attempt, f.over_limit) for f in found] == [(1, False), (0, True)]
+    assert bench.client.zscore(bench.keys.permits("one"), "l1") is not None
+    assert bench.client.lrange(bench.keys.blocked("one"), 0, -1) == [raw_job("l2")]
+    assert bench.client.hget(bench.keys.limited, "one") == b"1"
+    # A task of one start a minute: the second reserves the next minute, delayed till then.
+    bench.hold(raw_job("r1"), raw_job("r2"))
+    found = bench.start_limited(A_MINUTE_APART, "r1", "r2")
+    assert [(f.attempt, f.over_limit) for f in found] == [(1, False), (0, True)]
+    assert found[1].due_ms - time.time() * 1000 > 59_000
+    assert bench.client.zscore(bench.keys.delayed, raw_job("r2")) == found[1].due_ms
+    assert bench.field("r2", "waiting_for") == b"rate"
 
 
 def drive_ack(bench: Bench) -> None:
@@ -300,6 +337,9 @@ def drive_ack(bench: Bench) -> None:
     assert bench.settle(call) == [1]
     assert bench.client.smembers(bench.keys.settling) == {b"waited"}
     assert not bench.client.exists(bench.keys.unique("k"))
+    bench.hand_on_permit(lambda job_id, links: bench.protocol.ack(
+        job_id, raw_job(job_id), result, 1, links
+    ))  # fmt: skip
     # The last member of a group: counted, and the callback pushed with the outcomes.
     group = bench.keys.group("g1")
     bench.client.hset(group, mapping={
@@ -325,6 +365,9 @@ def drive_retry(bench: Bench) -> None:
     bench.client.hset(bench.keys.job("b"), mapping={"cancel_requested": 1, "dependents": 1})
     assert bench.settle(bench.protocol.retry("b", raw_job("b"), FAILURE, 1, 1_000)) == [2]
     assert bench.client.smembers(bench.keys.settling) == {b"b"}
+    bench.hand_on_permit(lambda job_id, links: bench.protocol.retry(
+        job_id, raw_job(job_id), FAILURE, 1, 1_000, links
+    ))  # fmt: skip
 
 
 def drive_dead(bench: Bench) -> None:
@@ -350,6 +393,9 @@ def drive_dead(bench: Bench) -> None:
     assert bench.settle(bench.protocol.dead("u", raw_job("u"), FAILURE, 1, entry, links)) == [1]
     assert not bench.client.exists(bench.keys.unique("k"))
     assert bench.client.hget(bench.keys.group("g1"), "left") == b"1"
+    bench.hand_on_permit(lambda job_id, links: bench.protocol.dead(
+        job_id, raw_job(job_id), FAILURE, 1, entry, links
+    ))  # fmt: skip
 
 
 def drive_requeue(bench: Bench) -> None:
@@ -361,6 +407,32 @@ def drive_requeue(bench: Bench) -> None:
     assert bench.queue.run(bench.protocol.requeue("c", raw_job("c"), undo_start=True)) == 0
     assert (bench.field("a", "attempts"), bench.field("b", "attempts")) == (b"0", b"1")
     assert bench.field("b", "status") == b"queued"
+    bench.hand_on_permit(lambda job_id, links: bench.protocol.requeue(
+        job_id, raw_job(job_id), undo_start=True, links=links
+    ))  # fmt: skip
+
+
+def drive_renew(bench: Bench) -> None:
+    permits = bench.keys.permits("one")
+    bench.client.zadd(permits, {"a": 1})
+    bench.client.pexpire(permits, 500)
+    assert bench.queue.run(bench.protocol.renew_permits([("one", "a"), ("one", "gone")])) == 1
+    assert bench.client.zscore(permits, "a") > time.time() * 1000 + 5_000
+    assert bench.client.zcard(permits) == 1  # an ended job's permit is not given back
+    assert bench.client.pttl(permits) > 5_000
+
+
+def drive_unblock(bench: Bench) -> None:
+    bench.client.zadd(bench.keys.permits("one"), {"lost": 1})  # lapsed long ago
+    bench.client.lpush(bench.keys.blocked("one"), raw_job("b1"), raw_job("b2"))  # b1 first
+    bench.client.hset(bench.keys.limited, "one", 1)
+    assert bench.queue.run(bench.protocol.unblock("one")) == 1
+    assert bench.client.lrange(bench.keys.ready, 0, -1) == [raw_job("b1")]
+    bench.client.zadd(bench.keys.permits("one"), {"b1": 9e12})  # b1 runs
+    assert bench.queue.run(bench.protocol.unblock("one")) == 0
+    bench.client.delete(bench.keys.permits("one"))
+    assert bench.queue.run(bench.protocol.unblock("one")) == 1
+    assert not bench.client.exists(bench.keys.limited)  # none blocked: forgotten
 
 
 def drive_adopt(bench: Bench) -> None:
@@ -522,6 +594,8 @@ DRIVERS: dict[str, Callable[[Bench], None]] = {
     "tick": drive_tick,
     "push_unique": drive_push_unique,
     "settle": drive_settle,
+    "renew": drive_renew,
+    "unblock": drive_unblock,
 }
 
 

@@ -143,8 +143,10 @@ def test_start_records_a_batch_in_one_call(queue: SyncQueue, keys: QueueKeys) ->
     call = queue.protocol.start(batch, start_token("t-"), None)
     # One script call names both records, so both starts are counted in one round trip.
     shared = [keys.processing(WORKER), keys.settling, keys.paused, keys.ready]
+    shared += [keys.delayed]
     assert call.keys == [*shared, keys.job("j1"), keys.job("j2")]
-    assert [int(n) for n in queue.run(call)] == [1, 0, 2, 0]  # (attempt, forgiven) each
+    # (attempt, forgiven, due time of a job over its rate) each
+    assert [int(n) for n in queue.run(call)] == [1, 0, 0, 2, 0, 0]
     first = record(queue.client, keys, "j1")
     assert (first["attempts"], first["task"], first["max_attempts"]) == ("1", "echo", "3")
     assert "enqueued_at" not in first

@@ -16,7 +16,7 @@ from producer.envelope import JobEnvelope, new_job_id, validate_envelope
 from producer.errors import InvalidJob
 from producer.keys import QueueKeys
 from worker.errors import JobError, MalformedJob
-from worker.jobs.protocol import NO_LINKS, JobLinks
+from worker.jobs.protocol import NO_LINKS, JobLimits, JobLinks
 from worker.registry import TaskRegistry, TaskSpec
 from worker.settings import WorkerSettings
 
@@ -110,6 +110,14 @@ def decode_job(
                     f"the job has no id and cannot be re-encoded to give it one: {exc}",
                 ),
             )
+    limits = None
+    if spec.limits is not None:
+        rate = spec.limits.rate
+        limits = JobLimits(
+            spec.limits.limiter(spec.name, arguments),
+            None if rate is None else rate.interval_ms,
+            spec.limits.concurrency,
+        )
     return ReceivedJob(
         raw=raw,
         keys=keys,
@@ -120,8 +128,8 @@ def decode_job(
         max_attempts=envelope.max_attempts or spec.max_attempts or settings.default_max_attempts,
         stamped=stamped,
         links=NO_LINKS
-        if envelope.group is None and envelope.unique is None
-        else JobLinks(envelope.group, envelope.unique),
+        if envelope.group is None and envelope.unique is None and limits is None
+        else JobLinks(envelope.group, envelope.unique, limits),
     )
 
 

@@ -9,17 +9,16 @@ once Redis is back, never dropped.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import traceback as traceback_module
 from collections.abc import Mapping
 from typing import Any
 
-import redis
 import structlog
 
 from producer.scripts import ScriptCall
 from worker.errors import JobError
+from worker.jobs.promoter import Promoter
 from worker.jobs.protocol import Failure, JobStart, Started, started
 from worker.jobs.queues import AsyncQueue
 from worker.jobs.running import RunningJob
@@ -32,7 +31,7 @@ class OutcomeStore:
     def __init__(self, queues: Mapping[str, AsyncQueue], outages: AsyncOutages) -> None:
         self._queues = queues
         self._outages = outages
-        self._background: set[asyncio.Future[None]] = set()
+        self._promoters = {name: Promoter(queue) for name, queue in queues.items()}
 
     async def start(self, batch: list[RunningJob], token: str, group: int | None) -> list[Started]:
         """Count the start of jobs taken together from one queue (one script call). Sent
@@ -50,6 +49,10 @@ class OutcomeStore:
             for job in (entry.job for entry in batch)
         ]
         return started(await self._run(queue, queue.protocol.start(starts, token, group)))
+
+    def promoter(self, queue: str) -> Promoter:
+        """What promotes the queue's delayed jobs at the due times this worker knows of."""
+        return self._promoters[queue]
 
     async def reject(self, running: RunningJob, failure: Failure) -> bool:
         """Dead-letter a job that could not be started (a bug, not the job's fault), its
@@ -88,7 +91,7 @@ class OutcomeStore:
         if scheduled == 1:
             # The consumers promote due jobs each time they take; an idle one is blocked in
             # its pop, so promote this one at its due time (pushing it wakes the pop).
-            asyncio.get_running_loop().call_later(delay, self._promote_later, queue)
+            self.promoter(job.queue).once_at(delay)
         return scheduled
 
     async def progress(self, running: RunningJob, fraction: float, note: str, at: float) -> bool:
@@ -102,7 +105,7 @@ class OutcomeStore:
         """Return a job stopped by shutdown to the front of its queue, its start taken back."""
         job = running.job
         queue = self._queues[job.queue]
-        call = queue.protocol.requeue(job.id, job.raw, undo_start=True)
+        call = queue.protocol.requeue(job.id, job.raw, undo_start=True, links=job.links)
         return bool(await self._run(queue, call, give_up_after=give_up_after))
 
     async def _run(
@@ -111,17 +114,6 @@ class OutcomeStore:
         return await self._outages.call(
             lambda: queue.run(call), where=f"job.{call.script}", give_up_after=give_up_after
         )
-
-    def _promote_later(self, queue: AsyncQueue) -> None:
-        task = asyncio.ensure_future(self._promote(queue))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _promote(self, queue: AsyncQueue) -> None:
-        try:
-            await queue.promote()
-        except redis.RedisError as exc:  # the next take promotes it anyway
-            log.info("job.promote_failed", queue=queue.protocol.keys.queue, error=str(exc))
 
 
 def failure_of(error: JobError) -> Failure:

@@ -41,16 +41,20 @@ WORKER_SCRIPTS = ScriptLibrary(
         "promote",
         "progress",
         "tick",
+        "renew",
+        "unblock",
     ),
     uses={
         "progress": ("producer:notify",),
         "take": ("promote",),
         "promote": ("promote",),
-        "start": ("records", "cancel", *_FINAL_STATUS_LIBS),
-        "requeue": ("records",),
-        "ack": ("fence", "cancel", *_FINAL_STATUS_LIBS),
-        "retry": ("fence", "cancel", *_FINAL_STATUS_LIBS),
-        "dead": ("fence", "cancel", *_FINAL_STATUS_LIBS),
+        "start": ("records", "cancel", "limits", *_FINAL_STATUS_LIBS),
+        "requeue": ("records", "limits"),
+        "ack": ("fence", "cancel", "limits", *_FINAL_STATUS_LIBS),
+        "retry": ("fence", "cancel", "limits", *_FINAL_STATUS_LIBS),
+        "dead": ("fence", "cancel", "limits", *_FINAL_STATUS_LIBS),
+        "renew": ("limits",),
+        "unblock": ("limits",),
     },
     job_batch_scripts=frozenset({"ack"}),
 )
@@ -63,13 +67,26 @@ RECOVER_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
+class JobLimits:
+    """The limits a job counts against (docs/scheduling.md#rate-limits-and-global-
+    concurrency): its limiter (its task, or its task and the value of its `limit_key`), the
+    time between two starts in ms, and how many may run at once across workers."""
+
+    limiter: str
+    interval_ms: float | None
+    concurrency: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class JobLinks:
-    """What ties a job to keys beyond its own record, as its envelope names them: its group
-    (docs/futures.md#groups) and its unique key (docs/scheduling.md#unique-jobs). The scripts
-    that give a job its final status count it in the one and let the other go."""
+    """What ties a job to keys beyond its own record: its group (docs/futures.md#groups)
+    and its unique key (docs/scheduling.md#unique-jobs), as its envelope names them; its
+    task's limits, as its worker knows them. The scripts that give a job its final status
+    count it in the group, let the unique key go, and hand its permit on."""
 
     group: str | None = None
     unique: str | None = None
+    limits: JobLimits | None = None
 
 
 NO_LINKS = JobLinks()
@@ -121,6 +138,8 @@ class Started:
 
     attempt: int
     forgiven: int
+    # For a job over its task's rate: when it may start (epoch ms); it waits delayed till then.
+    due_ms: int = 0
 
     @property
     def cancelled(self) -> bool:
@@ -130,6 +149,11 @@ class Started:
     def put_back(self) -> bool:
         """Not started: its queue is paused, and it is back in the ready list."""
         return self.attempt == 0 and self.forgiven == -2
+
+    @property
+    def over_limit(self) -> bool:
+        """Not started: over its task's limits, it waits for a permit or for `due_ms`."""
+        return self.attempt == 0 and self.forgiven == -3
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,11 +218,15 @@ def start_token(prefix: str) -> str:
 class QueueProtocol:
     """The script calls of one worker on one queue."""
 
-    def __init__(self, keys: QueueKeys, worker_id: str, result_ttl: int) -> None:
+    def __init__(
+        self, keys: QueueKeys, worker_id: str, result_ttl: int, permit_lease: float = 15.0
+    ) -> None:
         self.keys = keys
         self.worker_id = worker_id
         self.processing = keys.processing(worker_id)
         self._ttl = result_ttl
+        # How long a permit of a limited task lasts unless the heartbeat renews it (ms).
+        self._lease_ms = int(permit_lease * 1000)
 
     def take(self, most: int, now_ms: int, *, trial: bool = False) -> ScriptCall:
         """Promote due delayed jobs, then move up to `most` jobs into the processing list:
@@ -217,17 +245,31 @@ class QueueProtocol:
         counts nothing twice."""
         args: list[str | bytes | int | float] = [
             self.worker_id, self._ttl, self.keys.queue, token, "" if group is None else group,
+            self._lease_ms,
         ]  # fmt: skip
-        keys = [self.processing, self.keys.settling, self.keys.paused, self.keys.ready]
+        keys = [
+            self.processing, self.keys.settling, self.keys.paused, self.keys.ready,
+            self.keys.delayed,
+        ]  # fmt: skip
         for start in starts:
             enqueued = "" if start.enqueued_at is None else repr(float(start.enqueued_at))
-            flag = self._job_keys(keys, start.job_id, start.links)
-            args.extend((start.raw, start.task, start.max_attempts, enqueued, flag))
+            flag = self._job_keys(keys, start.job_id, start.links, rate=True)
+            limits = start.links.limits
+            interval = concurrency = ""
+            if limits is not None:
+                interval = "" if limits.interval_ms is None else repr(limits.interval_ms)
+                concurrency = "" if limits.concurrency is None else str(limits.concurrency)
+            args.extend(
+                (start.raw, start.task, start.max_attempts, enqueued, flag, interval, concurrency)
+            )
         return ScriptCall("start", keys, args)
 
-    def _job_keys(self, keys: list[str], job_id: str, links: JobLinks) -> str:
+    def _job_keys(
+        self, keys: list[str], job_id: str, links: JobLinks, *, rate: bool = False
+    ) -> str:
         """Add a job's record, and the keys of its links, to `keys`; the flag that says which
-        follow the record (producer/lua/lib/group.lua, `job_keys`)."""
+        follow the record (producer/lua/lib/group.lua, `job_keys`, and lib/limits.lua,
+        `limit_keys`). `rate`: its limiter's rate key too (only starts use it)."""
         keys.append(self.keys.job(job_id))
         flag = ""
         if links.group is not None:
@@ -236,20 +278,53 @@ class QueueProtocol:
         if links.unique is not None:
             keys.append(self.keys.unique(links.unique))
             flag += "u"
+        limits = links.limits
+        if limits is not None:
+            if rate and limits.interval_ms is not None:
+                keys.append(self.keys.rate(limits.limiter))
+                flag += "r"
+            if limits.concurrency is not None:
+                keys.extend(self._permit_keys(limits.limiter))
+                flag += "c"
         return flag
+
+    def _permit_keys(self, limiter: str) -> tuple[str, str, str, str]:
+        keys = self.keys
+        return keys.permits(limiter), keys.blocked(limiter), keys.ready, keys.limited
 
     def adopt(self, raw: bytes, stamped: bytes) -> ScriptCall:
         """Replace a job taken without an id by the same job with the id the worker gave it."""
         return ScriptCall("adopt", [self.processing], [raw, stamped])
 
-    def requeue(self, job_id: str, raw: bytes, *, undo_start: bool) -> ScriptCall:
+    def requeue(
+        self, job_id: str, raw: bytes, *, undo_start: bool, links: JobLinks = NO_LINKS
+    ) -> ScriptCall:
         """Put a held job back at the consuming end of the ready list; with `undo_start`, its
-        counted start is taken back (the attempt never finished)."""
+        counted start is taken back (the attempt never finished), and the permit it may hold
+        is handed on."""
+        keys = [self.processing, self.keys.ready, self.keys.job(job_id)]
+        limits = links.limits
+        flag = ""
+        if undo_start and limits is not None and limits.concurrency is not None:
+            keys.extend(self._permit_keys(limits.limiter))
+            flag = "c"
+        return ScriptCall("requeue", keys, [raw, "undo" if undo_start else "keep", flag])
+
+    def renew_permits(self, held: Sequence[tuple[str, str]]) -> ScriptCall:
+        """Extend the permits of the running jobs `held` ((limiter, job id) pairs)."""
+        return ScriptCall(
+            "renew",
+            [self.keys.permits(limiter) for limiter, _ in held],
+            [self._lease_ms, *(job_id for _, job_id in held)],
+        )
+
+    def unblock(self, limiter: str) -> ScriptCall:
+        """Move jobs blocked on `limiter` whose permits lapsed back to the ready list."""
         keys = self.keys
         return ScriptCall(
-            "requeue",
-            [self.processing, keys.ready, keys.job(job_id)],
-            [raw, "undo" if undo_start else "keep"],
+            "unblock",
+            [keys.limited, keys.permits(limiter), keys.blocked(limiter), keys.ready],
+            [limiter],
         )
 
     def ack(
@@ -357,9 +432,9 @@ class QueueProtocol:
 
 
 def started(reply: Sequence[Any]) -> list[Started]:
-    """The `Started` of each job of a start call's reply (two numbers per job)."""
+    """The `Started` of each job of a start call's reply (three numbers per job)."""
     numbers = [int(n) for n in reply]
-    return [Started(numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2)]
+    return [Started(numbers[i], numbers[i + 1], numbers[i + 2]) for i in range(0, len(numbers), 3)]
 
 
 def recovered(reply: Sequence[Any]) -> Recovered:

@@ -91,6 +91,11 @@ class JobRunner:
                     self._metrics.job_finished(job.queue, job.task, "cancelled", None)
                 elif found.put_back:
                     log.info("job.put_back_paused", job_id=job.id, task=job.task, queue=job.queue)
+                elif found.over_limit:
+                    # Waits in Redis for a permit or for its time: no slot, no attempt.
+                    log.debug("job.over_limit", job_id=job.id, task=job.task, queue=job.queue)
+                    if found.due_ms:
+                        self._store.promoter(job.queue).follow_until(found.due_ms)
                 else:
                     log.warning("job.not_held", job_id=job.id, task=job.task, queue=job.queue)
                 continue

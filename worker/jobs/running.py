@@ -98,6 +98,17 @@ class RunningJobs:
                 entry.task.cancel()
         return len(found)
 
+    def permits(self) -> dict[str, list[tuple[str, str]]]:
+        """By queue, the (limiter, job id) of each running job that holds a permit of its
+        task's global concurrency (renewed with the heartbeat)."""
+        held: dict[str, list[tuple[str, str]]] = {}
+        with self._condition:
+            for entry in self._entries:
+                limits = entry.job.links.limits
+                if limits is not None and limits.concurrency is not None and entry.attempt > 0:
+                    held.setdefault(entry.job.queue, []).append((limits.limiter, entry.job.id))
+        return held
+
     def count(self, queue: str) -> int:
         """How many jobs of `queue` run here."""
         with self._condition:

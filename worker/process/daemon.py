@@ -42,6 +42,7 @@ from worker.jobs.slots import Slots
 from worker.metrics import WorkerMetrics, refresh_queue_depths
 from worker.process.heartbeat import HeartbeatThread
 from worker.process.housekeeping import (
+    LimitSweeper,
     Reaper,
     cancel_until_done,
     describe_task,
@@ -124,7 +125,9 @@ class Worker:
         self._runner: JobRunner | None = None
         self._consumers: list[ConsumerThread] = []
         self._housekeeping: list[asyncio.Task[None]] = []
-        self.heartbeat = HeartbeatThread(settings, self.health, self._finished_jobs)
+        self.heartbeat = HeartbeatThread(
+            settings, self.health, self._finished_jobs, self.running.permits
+        )
         self.watchdog: LoopWatchdog | None = None
         self.reaper: Reaper | None = None
 
@@ -196,7 +199,10 @@ class Worker:
 
     def _protocol(self, queue: str) -> QueueProtocol:
         keys = QueueKeys(queue, self.settings.prefix)
-        return QueueProtocol(keys, self.settings.worker_id, self.settings.result_ttl)
+        settings = self.settings
+        return QueueProtocol(
+            keys, settings.worker_id, settings.result_ttl, permit_lease=settings.heartbeat_ttl
+        )
 
     def _job_path(self, runner: JobRunner) -> JobPath:
         return JobPath(
@@ -255,7 +261,13 @@ class Worker:
             ]
         )
         self._housekeeping.append(asyncio.create_task(scheduler.run(), name="schedules"))
-        for name, step in (("reaper", self.reaper.step), ("reaper.scan", self.reaper.scan_step)):
+        sweeper = LimitSweeper(client, queues, float(self.settings.reaper_interval))
+        steps = (
+            ("reaper", self.reaper.step),
+            ("reaper.scan", self.reaper.scan_step),
+            ("limits", sweeper.step),
+        )
+        for name, step in steps:
             self._housekeeping.append(
                 asyncio.create_task(run_periodically(name, step, outages), name=name)
             )

@@ -21,6 +21,8 @@ import structlog
 
 from producer.connection import sync_client
 from producer.keys import QueueKeys, workers_key
+from producer.scripts import SyncScripts
+from worker.jobs.protocol import WORKER_SCRIPTS, QueueProtocol
 from worker.redis_health import RedisHealth, SyncOutages
 from worker.settings import WorkerSettings
 
@@ -38,6 +40,7 @@ class HeartbeatThread(threading.Thread):
         settings: WorkerSettings,
         health: RedisHealth,
         finished_jobs: Callable[[], int] = lambda: 0,
+        permits: Callable[[], dict[str, list[tuple[str, str]]]] = dict,
     ) -> None:
         super().__init__(name="coroq-heartbeat", daemon=True)
         self._settings = settings
@@ -51,6 +54,14 @@ class HeartbeatThread(threading.Thread):
         self._last_beat = float("-inf")
         self._lapsed = False
         self._finished_jobs = finished_jobs
+        # The permits of running limited jobs live as long as this worker's liveness.
+        self._permits = permits
+        lease = settings.heartbeat_ttl
+        self._protocols = {
+            keys.queue: QueueProtocol(keys, settings.worker_id, settings.result_ttl, lease)
+            for keys in self._keys
+        }
+        self._scripts = SyncScripts(self._redis, WORKER_SCRIPTS)
         self._samples: deque[tuple[float, int]] = deque()
         self.beats = 0
 
@@ -75,6 +86,8 @@ class HeartbeatThread(threading.Thread):
         if register:  # the set only lists workers; once a minute keeps Redis traffic low
             pipe.sadd(workers_key(self._settings.prefix), worker_id)
         previous = pipe.execute()[: len(self._keys)]
+        for queue, held in self._permits().items():
+            self._scripts.run(self._protocols[queue].renew_permits(held))
         self._lapsed = any(old is None for old in previous)
         if self.beats and self._lapsed:
             log.warning(

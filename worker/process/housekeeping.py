@@ -1,4 +1,5 @@
-"""Housekeeping on the event loop: recovering the jobs of lost workers.
+"""Housekeeping on the event loop: recovering the jobs of lost workers, and the permits of
+limited tasks they held.
 
 (Due delayed jobs are promoted by the consumers' take script, and at the due time of each
 retry this worker schedules; see `worker.jobs.consumer` and `worker.jobs.outcomes`.)
@@ -96,6 +97,32 @@ async def warn_if_redis_may_evict(client: redis.asyncio.Redis, outages: AsyncOut
             detail="Redis may evict queue keys when full (jobs lost); set "
             "maxmemory-policy noeviction",
         )
+
+
+class LimitSweeper:
+    """Hands the permits of limited tasks that lapsed with a lost worker on to the jobs
+    blocked waiting for them (docs/scheduling.md#rate-limits-and-global-concurrency); a
+    permit given up by a job that ends is handed on at once, by the script that ends it."""
+
+    def __init__(self, client: redis.asyncio.Redis, queues: list[AsyncQueue], interval: float):
+        self._redis = client
+        self._queues = queues
+        self._interval = interval
+
+    async def step(self) -> float:
+        for queue in self._queues:
+            limiters = await self._redis.hkeys(queue.protocol.keys.limited)
+            for limiter in limiters:
+                name = limiter.decode() if isinstance(limiter, bytes) else str(limiter)
+                moved = int(await queue.run(queue.protocol.unblock(name)))
+                if moved:
+                    log.info(
+                        "limits.unblocked",
+                        queue=queue.protocol.keys.queue,
+                        limiter=name,
+                        count=moved,
+                    )
+        return self._interval
 
 
 class Reaper:

@@ -6,11 +6,13 @@
 -- KEYS[2]      settling set                    coroq:{Q}:settling
 -- then for each job, in order: its record hash      coroq:{Q}:job:<id>
 --          and, for a member of a group, the group's hash and the ready list
---          (coroq:{Q}:group:<gid>, coroq:{Q}:ready); for a unique job, its unique key
+--          (coroq:{Q}:group:<gid>, coroq:{Q}:ready); for a unique job, its unique key; for a
+--          job holding a permit of its task's global concurrency, its limiter's keys
+--          (lib/limits.lua), so that the permit goes on to a job waiting for it
 -- then for job i, six arguments from ARGV[1 + 6 * (i - 1)]:
 --          its raw bytes, exactly as taken from the ready list; result (JSON text);
 --          finished_at (epoch seconds); record TTL (seconds); the attempt being acknowledged;
---          which of its keys follow its record: 'g' (group), 'u' (unique key), both, or ''
+--          which of its keys follow its record: 'g' (group), 'u' (unique key), 'c' (limiter)
 -- A job whose cancel was requested while it ran is recorded `cancelled`, its result dropped
 -- (lib/cancel.lua). Either way the rest follows (producer/lua/lib/final.lua).
 -- Returns, for each job, 1 when acknowledged (now, or by this same call before its reply was
@@ -19,8 +21,9 @@ local acked = {}
 local key = 3
 for i = 1, #ARGV / 6 do
   local base = 6 * (i - 1)
-  local record, group, ready, unique
+  local record, group, ready, unique, limit
   record, group, ready, unique, key = job_keys(key, ARGV[base + 6])
+  limit, key = limit_keys(key, ARGV[base + 6])
   -- 'reason' comes with the error and traceback of an earlier failed attempt (retry.lua).
   local seen = redis.call('HMGET', record, 'attempts', 'status', 'reason', 'watched',
     'cancel_requested', 'dependents')
@@ -31,6 +34,7 @@ for i = 1, #ARGV / 6 do
   if held == 'settled' then
     acked[i] = outcome
   elseif held then
+    release_permit(limit, record)
     if outcome == 2 then
       mark_cancelled(record, ARGV[base + 3], ARGV[base + 4])
     else

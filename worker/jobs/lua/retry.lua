@@ -5,7 +5,8 @@
 -- KEYS[3]  settling set          coroq:{Q}:settling (producer/lua/lib/after.lua)
 -- KEYS[4]  job record hash       coroq:{Q}:job:<id>
 --          then, as ARGV[8] says (producer/lua/lib/group.lua, `job_keys`): for a member of a
---          group, the group's hash and the ready list; for a unique job, its unique key
+--          group, the group's hash and the ready list; for a unique job, its unique key; for
+--          a job holding a permit, its limiter's keys (lib/limits.lua): it waits without it
 -- ARGV[1]  the job's raw bytes, exactly as taken from the ready list
 -- ARGV[2]  due time (epoch milliseconds)
 -- ARGV[3]  reason (machine-readable)
@@ -13,13 +14,14 @@
 -- ARGV[5]  traceback ('' when none)
 -- ARGV[6]  record TTL (seconds)
 -- ARGV[7]  the attempt that failed
--- ARGV[8]  which keys follow the record: 'g' (group), 'u' (unique key), both, or ''
+-- ARGV[8]  which keys follow the record: 'g' (group), 'u' (unique key), 'c' (limiter)
 -- A job whose cancel was requested while it ran is recorded `cancelled` instead, and is not
 -- tried again (lib/cancel.lua), and the rest follows (producer/lua/lib/final.lua). A job to
 -- be tried again keeps its group, its unique key and the jobs held for it as they are.
 -- Returns 1 when scheduled (now, or by this same call before its reply was lost), 2 when
 -- recorded as cancelled instead, 0 when the job was no longer held by this attempt.
-local record, group, ready, unique = job_keys(4, ARGV[8])
+local record, group, ready, unique, at = job_keys(4, ARGV[8])
+local limit = limit_keys(at, ARGV[8])
 local seen = redis.call('HMGET', record, 'attempts', 'status', 'watched', 'cancel_requested',
   'dependents')
 local outcome, status = outcome_of(seen[4], STATUS.retrying)
@@ -29,6 +31,7 @@ if held == 'settled' then
 elseif not held then
   return 0
 end
+release_permit(limit, record)
 if outcome == 2 then
   mark_cancelled(record, tostring(tonumber(redis.call('TIME')[1])), ARGV[6])
   after_final({record = record, status = STATUS.cancelled, error = 'cancelled by request',
