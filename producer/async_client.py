@@ -39,6 +39,7 @@ from producer.schedule import Schedule, make_schedule
 from producer.scripts import PRODUCER_SCRIPTS, AsyncScripts, ScriptCall
 from producer.settling import settle_steps
 from producer.steps import ReadDelayed, ReadFields, ReadList, ReadReady, ReadSetSample, Step
+from producer.unique_tasks import UniqueTask
 
 log = structlog.get_logger()
 
@@ -126,6 +127,7 @@ class AsyncProducer(ProducerBase):
             schedule=schedule,
             batch_size=batch_size,
             unique_ttl=unique_ttl,
+            unique_tasks=await self._declared_unique(keys),
         )
         for group in rounds(batches):
             try:
@@ -141,6 +143,14 @@ class AsyncProducer(ProducerBase):
             for batch, reply in zip(group, replies, strict=True):
                 pushed.extend(batch.pushed_ids(reply))
         return pushed[::-1] if front else pushed
+
+    async def _declared_unique(self, keys: QueueKeys) -> dict[str, UniqueTask]:
+        """`Producer._declared_unique`, awaited."""
+        catalogs = self._unique_tasks
+        if catalogs.due(keys.unique_tasks):
+            reply = await self.redis.hgetall(keys.unique_tasks)
+            return catalogs.store(keys.unique_tasks, reply)
+        return catalogs.get(keys.unique_tasks)
 
     async def pause(self, queue: str | None = None) -> bool:
         """`Producer.pause`, awaited."""

@@ -8,7 +8,7 @@ I/O differs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from producer.keys import QueueKeys
 from producer.schedule import Schedule, make_schedule
 from producer.scripts import PRODUCER_SCRIPTS, ScriptCall
 from producer.steps import Step
+from producer.unique_tasks import UniqueTask, UniqueTaskCatalogs
 
 DEFAULT_BATCH_SIZE = 1000
 # The longest a unique key is held by a job that never ends (lost without a trace): a job
@@ -61,6 +62,7 @@ def plan_batches(
     schedule: Schedule | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     unique_ttl: float | None = None,
+    unique_tasks: Mapping[str, UniqueTask] | None = None,
 ) -> Iterator[Batch]:
     """Group jobs into pushes that keep their order.
 
@@ -73,6 +75,9 @@ def plan_batches(
     is computed once per batch after its jobs are stamped: never earlier than the
     `enqueued_at` stamped here plus the delay. Jobs due at the same time start in no
     particular order.
+
+    A job of a task its workers declared unique (`unique_tasks`), pushed without a key of its
+    own and outside a group, gets the key derived from its arguments (producer.unique_tasks).
     """
     if front and schedule is not None:
         raise InvalidSchedule("a delayed push cannot go to the front")
@@ -80,11 +85,17 @@ def plan_batches(
     ids: list[str] = []
     for envelope in reversed(list(envelopes)) if front else envelopes:
         stamp(envelope)
+        ttl = unique_ttl
+        if unique_tasks and envelope.unique is None and envelope.group is None:
+            declared = unique_tasks.get(envelope.task)
+            if declared is not None:
+                envelope.unique = declared.key_of(envelope)
+                ttl = declared.ttl if unique_ttl is None else unique_ttl
         if envelope.unique is not None:
             if payloads:
                 yield _batch(keys, front, schedule, payloads, ids)
                 payloads, ids = [], []
-            yield unique_batch(keys, envelope, front, schedule, unique_ttl)
+            yield unique_batch(keys, envelope, front, schedule, ttl)
             continue
         payloads.append(envelope.to_json())
         ids.append(str(envelope.id))
@@ -239,6 +250,7 @@ class ProducerBase:
         self.queue = queue
         self.prefix = prefix
         self._keys = QueueKeys(queue, prefix)
+        self._unique_tasks = UniqueTaskCatalogs()
 
     def keys_for(self, queue: str | None) -> QueueKeys:
         return self._keys if queue is None or queue == self.queue else QueueKeys(queue, self.prefix)

@@ -39,6 +39,7 @@ from producer.schedule import Schedule, make_schedule
 from producer.scripts import PRODUCER_SCRIPTS, ScriptCall, SyncScripts
 from producer.settling import settle_steps
 from producer.steps import ReadDelayed, ReadFields, ReadList, ReadReady, ReadSetSample, Step
+from producer.unique_tasks import UniqueTask
 
 log = structlog.get_logger()
 
@@ -144,6 +145,7 @@ class Producer(ProducerBase):
             schedule=schedule,
             batch_size=batch_size,
             unique_ttl=unique_ttl,
+            unique_tasks=self._declared_unique(keys),
         )
         for group in rounds(batches):
             try:
@@ -272,6 +274,13 @@ class Producer(ProducerBase):
         is cancelled by its worker. Says what was done; a final job is left as it is."""
         keys = self.keys_for(queue)
         return self._run(cancel_steps(keys, job_id), keys)
+
+    def _declared_unique(self, keys: QueueKeys) -> dict[str, UniqueTask]:
+        """The queue's unique tasks, read again when what was read has aged."""
+        catalogs = self._unique_tasks
+        if catalogs.due(keys.unique_tasks):
+            return catalogs.store(keys.unique_tasks, self.redis.hgetall(keys.unique_tasks))
+        return catalogs.get(keys.unique_tasks)
 
     def settle_dependents(self, *, queue: str | None = None) -> int:
         """`AsyncProducer.settle_dependents` for synchronous code."""

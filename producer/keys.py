@@ -142,6 +142,12 @@ class QueueKeys:
         """The id of the job holding this unique key (docs/scheduling.md#unique-jobs)."""
         return f"{self.base}:unique:{key}"
 
+    @property
+    def unique_tasks(self) -> str:
+        """The tasks its workers declared `unique=True`, each with its key's TTL and its
+        parameters' names (producer/unique_tasks.py)."""
+        return f"{self.base}:unique_tasks"
+
     def dependents(self, job_id: str) -> str:
         """The ids of the jobs held until this one succeeds (docs/futures.md#dependencies)."""
         return f"{self.base}:dependents:{job_id}"

@@ -179,3 +179,14 @@ async def two_at_a_time(seconds: float) -> int:
 async def per_tenant(tenant: str, seconds: float) -> str:
     await asyncio.sleep(seconds)
     return tenant
+
+
+@task("tests.unique_nap", unique=True)
+async def unique_nap(seconds: float, label: str = "") -> str:
+    await asyncio.sleep(seconds)
+    return label
+
+
+@task("tests.unique_kept", unique=True, unique_ttl=30)
+async def unique_kept(label: str) -> str:
+    return label

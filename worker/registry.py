@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from producer.envelope import first_error
+from producer.unique_tasks import UniqueTask
 from worker.errors import InvalidArguments, TaskRegistrationError, UnknownTask
 from worker.limits import LimitError, TaskLimits, check_limit_key, task_limits
 from worker.retry import Backoff
@@ -41,6 +42,7 @@ class TaskOptions:
     backoff: Backoff | None = None
     schedule: Schedule | None = None
     limits: TaskLimits | None = None
+    unique_ttl: float | None = None  # None: not unique; else how long its key outlives it
 
 
 def task(
@@ -59,6 +61,8 @@ def task(
     rate_limit: str | None = None,
     global_concurrency: int | None = None,
     limit_key: str | None = None,
+    unique: bool = False,
+    unique_ttl: float = 0,
 ) -> Callable[[F], F]:
     """Mark a function (`async def` or `def`) as the task `name`.
 
@@ -74,6 +78,10 @@ def task(
     `rate_limit` ("100/s", "10/m", "1000/h") and `global_concurrency` hold across every
     worker of the queue; with `limit_key`, the name of an argument, they apply to each value
     of that argument on its own (docs/scheduling.md#rate-limits-and-global-concurrency).
+
+    `unique`: while a job of this task with the same arguments is queued, delayed, running or
+    retrying, pushing another pushes nothing and returns the first one's id; its key stays
+    taken `unique_ttl` seconds after it ends (docs/scheduling.md#unique-jobs).
     """
     if not _TASK_NAME.match(name):
         raise TaskRegistrationError(f"invalid task name {name!r}")
@@ -95,7 +103,16 @@ def task(
         )
     except LimitError as exc:
         raise TaskRegistrationError(f"task {name!r}: {exc}") from None
-    options = TaskOptions(name, timeout, max_attempts, concurrency, backoff, schedule, limits)
+    if not isinstance(unique, bool):
+        raise TaskRegistrationError(f"task {name!r}: unique must be True or False")
+    if isinstance(unique_ttl, bool) or not isinstance(unique_ttl, int | float) or unique_ttl < 0:
+        raise TaskRegistrationError(f"task {name!r}: unique_ttl must be seconds >= 0")
+    if unique_ttl and not unique:
+        raise TaskRegistrationError(f"task {name!r}: unique_ttl needs unique=True")
+    options = TaskOptions(
+        name, timeout, max_attempts, concurrency, backoff, schedule, limits,
+        float(unique_ttl) if unique else None,
+    )  # fmt: skip
 
     def mark(function: F) -> F:
         try:
@@ -161,6 +178,7 @@ class TaskSpec:
     backoff: Backoff | None = None
     schedule: Schedule | None = None
     limits: TaskLimits | None = None
+    unique_ttl: float | None = None  # None: not unique
 
     @classmethod
     def from_function(cls, function: Callable[..., Any], options: TaskOptions) -> TaskSpec:
@@ -175,6 +193,7 @@ class TaskSpec:
             backoff=options.backoff,
             schedule=options.schedule,
             limits=options.limits,
+            unique_ttl=options.unique_ttl,
         )
 
 
@@ -203,6 +222,14 @@ class TaskRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._specs)
+
+    def unique_tasks(self) -> dict[str, UniqueTask]:
+        """The tasks declared `unique=True`, as producers read them (producer/unique_tasks.py)."""
+        return {
+            spec.name: UniqueTask(spec.unique_ttl, _parameter_names(spec.binder.signature))
+            for spec in self._specs.values()
+            if spec.unique_ttl is not None
+        }
 
     def schedules(self) -> list[Schedule]:
         """The schedules of the periodic tasks (`@task(cron=...)`, `every=`)."""
@@ -237,6 +264,18 @@ def _import(module_name: str) -> ModuleType:
         raise TaskRegistrationError(
             f"cannot import task module {module_name!r}: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _parameter_names(signature: inspect.Signature) -> tuple[str, ...] | None:
+    """The names positional arguments take, in order; None when *args takes some."""
+    names = []
+    for parameter in signature.parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            return None
+        if parameter.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD):
+            break
+        names.append(parameter.name)
+    return tuple(names)
 
 
 def _where(function: Callable[..., Any]) -> str:

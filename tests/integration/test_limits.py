@@ -73,8 +73,8 @@ def test_a_rate_holds_across_workers_evenly_and_other_tasks_flow_past(
 ) -> None:
     ids = [producer.push("tests.rate_limited", i) for i in range(30)]  # 20/s: 1.5 s of starts
     others = [producer.push("tests.add", i, 1) for i in range(20)]
-    start_worker("--concurrency", "10")
-    start_worker("--concurrency", "10")
+    for _ in range(3):
+        start_worker("--concurrency", "10")
     other_runs = records(producer, others)
     runs = records(producer, ids)
     starts = sorted(float(r["started_at"]) for r in runs)
@@ -92,11 +92,13 @@ def test_global_concurrency_holds_across_workers(
     producer: Producer,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
-    start_worker("--concurrency", "5")
-    start_worker("--concurrency", "5")
+    workers = [start_worker("--concurrency", "5") for _ in range(3)]
     ids = [producer.push("tests.two_at_a_time", 0.2) for _ in range(12)]
     runs = records(producer, ids)
     assert most_at_once(runs) == 2
+    ran_on = {r["worker"] for r in runs}
+    assert len(ran_on) >= 2, ran_on  # the limit held across workers, not inside one
+    assert len(workers) == 3
     assert {r["attempts"] for r in runs} == {1}
     assert {r["status"] for r in runs} == {"succeeded"}
 
@@ -107,16 +109,21 @@ def test_permits_of_a_sigkilled_worker_come_back_with_its_jobs(
     keys: QueueKeys,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
+    """Three workers; the one holding both permits is killed while the others have jobs of
+    the task blocked, waiting for them."""
     doomed = start_worker("--concurrency", "4", env=QUICK_RECOVERY)
     held = [producer.push("tests.two_at_a_time", 60) for _ in range(2)]
     wait_for(lambda: redis_client.zcard(keys.permits("tests.two_at_a_time")) == 2, timeout=10)
-    waiting = [producer.push("tests.two_at_a_time", 0.2) for _ in range(4)]
-    wait_for(lambda: redis_client.llen(keys.blocked("tests.two_at_a_time")) == 4, timeout=10)
+    for _ in range(2):
+        start_worker("--concurrency", "4", env=QUICK_RECOVERY)
+    waiting = [producer.push("tests.two_at_a_time", 0.2) for _ in range(6)]
+    wait_for(lambda: redis_client.llen(keys.blocked("tests.two_at_a_time")) == 6, timeout=10)
     doomed.signal(signal.SIGKILL)
     doomed.wait()
-    for job_id in held:  # the lost jobs are not run again: only the permits they held matter
+    # Asked to stop once their worker is gone: they end when it is found lost, unstarted, so
+    # only the permits they held stand between the blocked jobs and a start.
+    for job_id in held:
         producer.cancel(job_id)
-    start_worker("--concurrency", "4", env=QUICK_RECOVERY)
     # Without the permits back the blocked jobs would wait for ever.
     runs = records(producer, waiting, timeout=30)
     assert {r["status"] for r in runs} == {"succeeded"}

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from producer import InvalidJob, Producer
+from producer.envelope import build_envelope
 from producer.keys import QueueKeys
 from tests.conftest import REPO_ROOT, WorkerProcess, wait_for
 from tests.integration.helpers import run_module
@@ -148,3 +149,44 @@ def test_bad_unique_options_push_nothing(
         producer.push("tests.add", 1, 1, **options)  # type: ignore[arg-type]
     assert redis_client.llen(keys.ready) == 0
     assert not redis_client.exists(keys.unique("k"))
+
+
+def test_a_task_declared_unique_dedupes_by_its_arguments(
+    redis_url: str,
+    redis_client: redis.Redis,
+    keys: QueueKeys,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """`@task(unique=True)`: the key is the task and its arguments, by name; producers learn
+    the declaration from the queue's catalog, which the worker writes as it starts."""
+    start_worker()
+    wait_for(lambda: redis_client.hexists(keys.unique_tasks, "tests.unique_nap"))
+    assert not redis_client.hexists(keys.unique_tasks, "tests.add")  # not unique
+    with Producer(redis_url, queue=keys.queue) as producer:
+        first = producer.push("tests.unique_nap", 0.5, "a")
+        assert producer.push("tests.unique_nap", seconds=0.5, label="a") == first  # same call
+        [again] = producer.push_many([build_envelope("tests.unique_nap", (0.5, "a"), {})])
+        assert again == first
+        other = producer.push("tests.unique_nap", 0.5, "b")
+        assert other != first
+        assert producer.push("tests.unique_nap", 0.5, "a", _unique="mine") != first  # own key
+        producer.wait([first, other], timeout=20)
+        assert producer.push("tests.unique_nap", 0.5, "a") != first  # ended: free again
+        kept = producer.push("tests.unique_kept", "x")
+        producer.wait([kept], timeout=20)
+        assert producer.push("tests.unique_kept", "x") == kept  # its key outlives it 30 s
+    listing = run_module(
+        "producer", "push", "-q", keys.queue, "-", env={"COROQ_REDIS_URL": redis_url},
+        stdin=b'{"task": "tests.unique_kept", "args": ["x"]}\n',
+    )  # fmt: skip
+    assert listing.stdout.strip() == kept
+    assert "duplicate" in listing.stderr
+
+
+def test_a_task_option_that_cannot_be_used_stops_the_worker() -> None:
+    from worker import task
+    from worker.errors import TaskRegistrationError
+
+    for options in ({"unique_ttl": 5}, {"unique": True, "unique_ttl": -1}, {"unique": "yes"}):
+        with pytest.raises(TaskRegistrationError, match="unique"):
+            task("bad.unique", **options)  # type: ignore[arg-type]

@@ -44,6 +44,7 @@ from worker.process.heartbeat import HeartbeatThread
 from worker.process.housekeeping import (
     LimitSweeper,
     Reaper,
+    UniqueTaskDeclaration,
     cancel_until_done,
     describe_task,
     run_periodically,
@@ -262,10 +263,12 @@ class Worker:
         )
         self._housekeeping.append(asyncio.create_task(scheduler.run(), name="schedules"))
         sweeper = LimitSweeper(client, queues, float(self.settings.reaper_interval))
+        declaration = UniqueTaskDeclaration(client, queues, self.registry)
         steps = (
             ("reaper", self.reaper.step),
             ("reaper.scan", self.reaper.scan_step),
             ("limits", sweeper.step),
+            ("unique_tasks", declaration.step),
         )
         for name, step in steps:
             self._housekeeping.append(

@@ -22,6 +22,7 @@ from producer.keys import workers_key
 from worker.jobs.queues import AsyncQueue, log_recovered
 from worker.metrics import WorkerMetrics
 from worker.redis_health import AsyncOutages
+from worker.registry import TaskRegistry
 
 log = structlog.get_logger()
 
@@ -97,6 +98,34 @@ async def warn_if_redis_may_evict(client: redis.asyncio.Redis, outages: AsyncOut
             detail="Redis may evict queue keys when full (jobs lost); set "
             "maxmemory-policy noeviction",
         )
+
+
+# How often a worker declares its unique tasks again (a key deleted by hand comes back).
+DECLARE_UNIQUE_EVERY = 300.0
+
+
+class UniqueTaskDeclaration:
+    """Declares the worker's unique tasks in each queue it serves (`coroq:{Q}:unique_tasks`,
+    read by producers: producer/unique_tasks.py), and withdraws its other tasks from it, so a
+    task that stops being unique stops being deduplicated once its new workers start."""
+
+    def __init__(
+        self, client: redis.asyncio.Redis, queues: list[AsyncQueue], registry: TaskRegistry
+    ) -> None:
+        self._redis = client
+        self._keys = [queue.protocol.keys for queue in queues]
+        self._unique = {name: task.to_json() for name, task in registry.unique_tasks().items()}
+        self._others = [name for name in registry.names() if name not in self._unique]
+
+    async def step(self) -> float:
+        pipe = self._redis.pipeline(transaction=False)
+        for keys in self._keys:
+            if self._unique:
+                pipe.hset(keys.unique_tasks, mapping=self._unique)  # type: ignore[arg-type]
+            if self._others:
+                pipe.hdel(keys.unique_tasks, *self._others)
+        await pipe.execute()
+        return DECLARE_UNIQUE_EVERY
 
 
 class LimitSweeper:
