@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     args = parser.parse_args()
     rounds = []
-    with tempfile.TemporaryDirectory() as scratch, RedisServerProcess().start() as server:
+    with tempfile.TemporaryDirectory() as scratch, RedisServerProcess() as server:
         marks = Path(scratch) / "cancel-marks"
         for number in range(args.rounds):
             queue = f"completion-{uuid.uuid4().hex[:8]}"

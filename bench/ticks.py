@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     queue = f"ticks-{uuid.uuid4().hex[:8]}"
     keys = QueueKeys(queue)
-    with tempfile.TemporaryDirectory() as scratch, RedisServerProcess().start() as server:
+    with tempfile.TemporaryDirectory() as scratch, RedisServerProcess() as server:
         logs = [Path(scratch) / f"worker-{i}.log" for i in range(args.workers)]
         workers = [start_worker(server.url, queue, log) for log in logs]
         try:

@@ -162,6 +162,10 @@ class QueueKeys:
         """When the limiter's next start may happen (epoch ms; expires once passed)."""
         return f"{self.base}:rate:{limiter}"
 
+    def starts(self, limiter: str) -> str:
+        """The limiter's latest starts (epoch ms), as many as its rate allows per period."""
+        return f"{self.base}:starts:{limiter}"
+
     def permits(self, limiter: str) -> str:
         """The ids of the limiter's running jobs, each scored with its permit's lease end."""
         return f"{self.base}:permits:{limiter}"

@@ -60,6 +60,7 @@ class WorkerStats:
     heartbeat_age_s: float | None
     in_flight: int
     jobs_per_s: float | None = None
+    metrics_port: int | None = None  # where it serves /metrics on its host (None: nowhere)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +227,7 @@ def _worker_stats(
     pid = info.get("pid")
     host = info.get("host")
     rate = info.get("jobs_per_s")
+    port = info.get("metrics_port")
     return WorkerStats(
         worker_id=worker_id,
         queues=queues,
@@ -236,6 +238,7 @@ def _worker_stats(
         heartbeat_age_s=round(max(now - beat, 0.0), 3) if beat is not None else None,
         in_flight=in_flight,
         jobs_per_s=float(rate) if _is_number(rate) and rate >= 0 else None,
+        metrics_port=port if isinstance(port, int) and 0 < port < 65536 else None,
     )
 
 

@@ -53,6 +53,7 @@ def _workers_table(snapshot: StatsSnapshot) -> Table:
     table.add_column("worker", overflow="fold")
     table.add_column("host", overflow="fold")
     table.add_column("pid", justify="right")
+    table.add_column("metrics", justify="right")
     table.add_column("queues")
     table.add_column("in flight", justify="right")
     table.add_column("jobs/s", justify="right")
@@ -64,6 +65,7 @@ def _workers_table(snapshot: StatsSnapshot) -> Table:
             worker.worker_id,
             worker.host or "?",
             "?" if worker.pid is None else str(worker.pid),
+            "-" if worker.metrics_port is None else f":{worker.metrics_port}",
             ",".join(worker.queues),
             str(worker.in_flight),
             "?" if worker.jobs_per_s is None else f"{worker.jobs_per_s:.2f}",

@@ -7,9 +7,11 @@ Tests isolate themselves with a unique queue name each, never by flushing a serv
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +28,22 @@ from worker.cli.local_redis import RedisServerProcess
 
 TESTS_DIR = Path(__file__).parent
 REPO_ROOT = TESTS_DIR.parent
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` and `-k` have deselected what they deselect
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The run on the lowest releases (tests/lowest_versions.py), when its test is selected,
+    starts now and goes on beside the other tests; its test, moved last, reads its outcome."""
+    from tests.lowest_versions import LOWEST_VERSIONS_RUN, LowestVersionsRun
+
+    lowest = [item for item in items if item.get_closest_marker("lowest_versions")]
+    if not lowest or config.option.collectonly:
+        return
+    items[:] = [item for item in items if item not in lowest] + lowest
+    workdir = Path(tempfile.mkdtemp(prefix="coroq-lowest-"))
+    run = config.stash[LOWEST_VERSIONS_RUN] = LowestVersionsRun(workdir).start()
+    config.add_cleanup(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    config.add_cleanup(run.stop)
 
 
 @pytest.fixture(scope="session")
@@ -138,11 +156,14 @@ class WorkerProcess:
 def start_worker(
     redis_url: str, queue_name: str, tmp_path: Path
 ) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start `python -m worker` on the test's queue; extra CLI args and COROQ_* env allowed."""
+    """Start `python -m worker` on the test's queue; extra CLI args and COROQ_* env allowed
+    (a variable given as None is left out: the worker's default applies)."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> WorkerProcess:
-        environment = {
+    def start(
+        *args: str, env: dict[str, str | None] | None = None, wait: bool = True
+    ) -> WorkerProcess:
+        environment: dict[str, str | None] = {
             **os.environ,
             "COROQ_REDIS_URL": redis_url,
             "COROQ_QUEUES": queue_name,
@@ -154,7 +175,8 @@ def start_worker(
             **(env or {}),
         }
         environment.pop("COROQ_CONFIG", None)
-        worker = WorkerProcess(list(args), environment, tmp_path / f"worker-{len(started)}.log")
+        given = {name: value for name, value in environment.items() if value is not None}
+        worker = WorkerProcess(list(args), given, tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         if wait:
             worker.wait_started()

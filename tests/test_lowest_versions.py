@@ -1,123 +1,19 @@
 """The lower bounds in pyproject.toml are true: the unit and integration tests pass on the
-lowest release of every runtime dependency that pyproject.toml allows.
-
-`config/requirements/lowest.txt` pins those releases (with the test tools at their dev.txt
-versions); `.ci/lock` writes it beside the newest-release lock the rest of the suite runs on.
-So the suite proves both ends of every range users may install. This test builds a fresh
-virtualenv from that file and runs the two test folders in it, against their own Redis servers.
-"""
+lowest release of every runtime dependency that pyproject.toml allows (tests/lowest_versions.py;
+the run starts with the session, beside the other tests, and this test reads its outcome)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.conftest import REPO_ROOT
-
-LOWEST_LOCK = REPO_ROOT / "config" / "requirements" / "lowest.txt"
-FOLDERS = ["tests/unit", "tests/integration"]
-# Deprecation warnings that old releases raise against today's releases of their own
-# dependencies (a warning for users, an error under the suite's filterwarnings = error).
-# Each is named exactly (-W takes the message literally), so any other warning still fails.
-QUIET_ON_OLD_RELEASES = [
-    # typer < 0.25 imports it from click; click 8.2+ warns.
-    "-W", "ignore:'click.utils.get_binary_stream' is deprecated:DeprecationWarning",
-    "-W", "ignore:'click.utils.get_text_stream' is deprecated:DeprecationWarning",
-]  # fmt: skip
-
-
-def run(
-    command: list[str | Path],
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-    timeout: float | None = None,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command, capture_output=True, text=True, check=False, env=env, cwd=cwd, timeout=timeout
-    )
-
-
-# The two folders run as this many pytest processes side by side (each with its own Redis):
-# one process left one of the machine's two cores idle for three minutes.
-SHARDS = 2
-
-
-def shards_of(folders: list[str], count: int) -> list[list[str]]:
-    """The test files of `folders`, dealt round-robin into `count` lists, each sorted."""
-    files = sorted(
-        str(path.relative_to(REPO_ROOT))
-        for folder in folders
-        for path in (REPO_ROOT / folder).glob("test_*.py")
-    )
-    return [files[start::count] for start in range(count)]
-
-
-def pinned(lock: Path, name: str) -> str:
-    for line in lock.read_text().splitlines():
-        if line.startswith(f"{name}=="):
-            return line.split("==")[1].split()[0]
-    raise AssertionError(f"{name} is not pinned in {lock}")
+from tests.lowest_versions import LOWEST_VERSIONS_RUN, LowestVersionsRun
 
 
 @pytest.mark.slow
 @pytest.mark.lowest_versions
-@pytest.mark.timeout(1200)  # a virtualenv to build, then two test folders to run
-def test_unit_and_integration_tests_pass_on_the_lowest_allowed_releases(tmp_path: Path) -> None:
-    venv = tmp_path / "lowest"
-    python = venv / "bin" / "python"
-    created = run([sys.executable, "-m", "venv", venv])
-    assert created.returncode == 0, created.stderr
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    env.pop("VIRTUAL_ENV", None)
-    # Measured by the outer run only: coverage's subprocess hook is not passed on.
-    env.pop("COVERAGE_PROCESS_CONFIG", None)
-    installed = run(
-        [python, "-m", "pip", "install", "-q", "--require-hashes", "-r", LOWEST_LOCK], env=env
-    )
-    assert installed.returncode == 0, installed.stdout + installed.stderr
-    # The lowest setuptools allowed by [build-system] builds the project too.
-    project = run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", "."],
-        env=env,
-        cwd=REPO_ROOT,
-    )
-    assert project.returncode == 0, project.stdout + project.stderr
-
-    versions = run(
-        [python, "-c", "import redis, pydantic; print(redis.__version__, pydantic.VERSION)"]
-    )
-    assert versions.stdout.split() == [
-        pinned(LOWEST_LOCK, "redis"),
-        pinned(LOWEST_LOCK, "pydantic"),
-    ], versions.stderr
-
-    # --no-cov: lowest.txt pins pytest-cov (addopts names --cov, which pytest would refuse
-    # without it), but this inner run of two folders measures nothing: its data files would
-    # land beside the outer run's and be combined into its total, and its own total would be
-    # held to a floor set for the whole suite.
-    # -m "not slow": the tests that mostly wait (ticks, pauses, shares of slots) exercise no
-    # more of the dependencies than the fast ones, and would double this run's time.
-    pytest_args = [
-        "-q", "-p", "no:cacheprovider", "--no-cov", "-m", "not slow", *QUIET_ON_OLD_RELEASES,
-    ]  # fmt: skip
-    shards = [
-        subprocess.Popen(
-            [python, "-m", "pytest", *pytest_args, *files],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for files in shards_of(FOLDERS, SHARDS)
-    ]
-    # Every shard is waited for before any verdict: one left running would be reaped later,
-    # in the middle of another test.
-    outputs = [shard.communicate(timeout=900) for shard in shards]
-    for shard, (out, err) in zip(shards, outputs, strict=True):
-        summary = "\n".join(out.splitlines()[-40:])
-        assert shard.returncode == 0, f"on the lowest releases:\n{summary}\n{err[-2000:]}"
+@pytest.mark.timeout(1800)
+def test_unit_and_integration_tests_pass_on_the_lowest_allowed_releases(
+    request: pytest.FixtureRequest,
+) -> None:
+    run: LowestVersionsRun = request.config.stash[LOWEST_VERSIONS_RUN]
+    assert run.problems(timeout=1700) == []

@@ -36,11 +36,6 @@ class Rate:
     count: int
     period: float
 
-    @property
-    def interval_ms(self) -> float:
-        """The time between two starts."""
-        return self.period * 1000 / self.count
-
     def __str__(self) -> str:
         return f"{self.count}/{self.period:g}s"
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from producer.connection import async_client
 from producer.keys import QueueKeys
+from tests.conftest import WorkerProcess
 from tests.deploy_tools import DOCKERFILE, clean_env, entry_point, run
 from worker.cli.local_redis import free_port
 from worker.metrics import WorkerMetrics, refresh_queue_depths
@@ -101,6 +103,12 @@ def health(port: int, *args: str, **env: str) -> tuple[int, str]:
     return result.returncode, (result.stdout + result.stderr).strip()
 
 
+def health_with(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """`worker health` with these settings only (the metrics port left at its default)."""
+    result = run(*entry_point("worker"), "health", *args, env=clean_env(**env))
+    return result.returncode, (result.stdout + result.stderr).strip()
+
+
 def test_worker_health_exits_0_when_live_and_ready(running: Running) -> None:
     code, output = health(running.server.port)
     assert code == 0, output
@@ -174,3 +182,62 @@ def test_queue_depths_are_read_from_redis_into_the_metrics(
     family = next(f for f in text_string_to_metric_families(text) if f.name == "coroq_queue_depth")
     found = {s.labels["state"]: s.value for s in family.samples if s.labels["queue"] == keys.queue}
     assert found == {"ready": 3, "delayed": 1, "processing": 3, "dead": 4, "suspects": 2}
+
+
+def test_a_taken_port_gives_way_to_the_next_free_one_only_when_asked() -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    loop_thread = EventLoopThread(name="test-loop")
+    loop_thread.start()
+    try:
+        strict = HealthServer("127.0.0.1", port, WorkerMetrics(), lambda: True, lambda: True)
+        with pytest.raises(OSError, match="in use"):
+            loop_thread.run(strict.start(), timeout=10)
+        lenient = HealthServer("127.0.0.1", port, WorkerMetrics(), lambda: True, lambda: True)
+        loop_thread.run(lenient.start(next_free=20), timeout=10)
+        assert port < lenient.port <= port + 20
+        assert get(f"http://127.0.0.1:{lenient.port}/healthz")[0] == 200
+        loop_thread.run(lenient.stop(), timeout=10)
+    finally:
+        taken.close()
+        loop_thread.stop()
+
+
+def test_workers_left_on_the_default_port_share_a_host_and_health_finds_each(
+    redis_url: str,
+    redis_client: redis.Redis,
+    keys: QueueKeys,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Two workers started by hand with the defaults: the second takes the next free port,
+    each heartbeat says where it serves, and `worker health` asks both."""
+    default = {"COROQ_METRICS_PORT": None}
+    first, second = start_worker(env=default), start_worker(env=default)
+    ports = {}
+    for worker in (first, second):
+        [started] = worker.events("worker.started")
+        ports[worker.process.pid] = started["metrics_port"]
+    assert len(set(ports.values())) == 2, ports
+    for port in ports.values():
+        assert get(f"http://127.0.0.1:{port}/metrics")[0] == 200
+    stats = run(
+        *entry_point("producer"), "stats", "--json", env=clean_env(COROQ_REDIS_URL=redis_url)
+    )
+    advertised = {
+        worker["pid"]: worker["metrics_port"]
+        for worker in json.loads(stats.stdout.splitlines()[-1])["workers"]
+        if worker["pid"] in ports
+    }
+    assert advertised == ports
+    environment = {"COROQ_REDIS_URL": redis_url, "COROQ_QUEUES": keys.queue}
+    code, output = health_with(environment)
+    assert code == 0, output
+    assert output.startswith("ok: 2 workers live and ready"), output
+    code, output = health_with(environment, "--pid", str(first.process.pid))
+    assert code == 0, output
+    assert str(ports[first.process.pid]) in output
+    code, output = health_with(environment, "--pid", "1")
+    assert code == 1
+    assert "no worker with pid 1" in output

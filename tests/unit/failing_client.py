@@ -29,6 +29,10 @@ class FailingOnRound:
             pipe.execute = _dropped_link
         return pipe
 
+    def hgetall(self, key: str) -> Any:
+        """A read (the queue's unique tasks, before a push): not a push's round trip."""
+        return self._client.hgetall(key)
+
     def lpush(self, *args: Any) -> Any:
         return self._command("lpush", *args)
 

@@ -155,14 +155,19 @@ def health(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each answer.")
     ] = DEFAULT_TIMEOUT,
+    pid: Annotated[
+        int | None,
+        typer.Option("--pid", help="Ask the worker with this process id (default: every one)."),
+    ] = None,
 ) -> None:
     """Ask the worker on this host for /healthz and /readyz: exit 0 when both are OK, else 1.
 
-    Uses the worker's settings (metrics_port, metrics_host); with metrics_port 0 it can only
-    ping Redis, and says so.
+    Uses the worker's settings (metrics_port, metrics_host). With the port left at its default,
+    asks each worker of this host where its heartbeat says it serves (several workers take
+    the next free ports). With metrics_port 0 it can only ping Redis, and says so.
     """
     settings = settings_from_flags(config)
-    verdict = probe_health(settings, timeout)
+    verdict = probe_health(settings, timeout, pid)
     typer.echo(f"{'ok' if verdict.ok else 'FAIL'}: {verdict.message}", err=not verdict.ok)
     if not verdict.ok:
         raise typer.Exit(1)

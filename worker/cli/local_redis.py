@@ -68,6 +68,9 @@ class RedisServerProcess:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 15.0) -> RedisServerProcess:
+        """Start the server, once: `with RedisServerProcess().start() as server` starts one."""
+        if self.process is not None and self.process.poll() is None:
+            return self
         args = [
             self.binary,
             "--port", str(self.port),

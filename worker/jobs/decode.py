@@ -115,7 +115,7 @@ def decode_job(
         rate = spec.limits.rate
         limits = JobLimits(
             spec.limits.limiter(spec.name, arguments),
-            None if rate is None else rate.interval_ms,
+            None if rate is None else (rate.count, rate.period * 1000),
             spec.limits.concurrency,
         )
     return ReceivedJob(

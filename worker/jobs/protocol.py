@@ -69,11 +69,12 @@ RECOVER_TRIES = 3
 @dataclass(frozen=True, slots=True)
 class JobLimits:
     """The limits a job counts against (docs/scheduling.md#rate-limits-and-global-
-    concurrency): its limiter (its task, or its task and the value of its `limit_key`), the
-    time between two starts in ms, and how many may run at once across workers."""
+    concurrency): its limiter (its task, or its task and the value of its `limit_key`), how
+    many may start per period (the period in ms), and how many may run at once across
+    workers."""
 
     limiter: str
-    interval_ms: float | None
+    rate: tuple[int, float] | None
     concurrency: int | None
 
 
@@ -255,12 +256,13 @@ class QueueProtocol:
             enqueued = "" if start.enqueued_at is None else repr(float(start.enqueued_at))
             flag = self._job_keys(keys, start.job_id, start.links, rate=True)
             limits = start.links.limits
-            interval = concurrency = ""
+            rate = concurrency = ""
             if limits is not None:
-                interval = "" if limits.interval_ms is None else repr(limits.interval_ms)
+                if limits.rate is not None:
+                    rate = f"{limits.rate[0]}/{limits.rate[1]:.3f}"
                 concurrency = "" if limits.concurrency is None else str(limits.concurrency)
             args.extend(
-                (start.raw, start.task, start.max_attempts, enqueued, flag, interval, concurrency)
+                (start.raw, start.task, start.max_attempts, enqueued, flag, rate, concurrency)
             )
         return ScriptCall("start", keys, args)
 
@@ -280,8 +282,8 @@ class QueueProtocol:
             flag += "u"
         limits = links.limits
         if limits is not None:
-            if rate and limits.interval_ms is not None:
-                keys.append(self.keys.rate(limits.limiter))
+            if rate and limits.rate is not None:
+                keys.extend((self.keys.rate(limits.limiter), self.keys.starts(limits.limiter)))
                 flag += "r"
             if limits.concurrency is not None:
                 keys.extend(self._permit_keys(limits.limiter))

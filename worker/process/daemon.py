@@ -86,6 +86,8 @@ def signals_to_the_main_thread() -> Iterator[None]:
 
 # How long `close` waits for the housekeeping loops to end before it closes their connections.
 HOUSEKEEPING_STOP_WITHIN = 5.0
+# A metrics port left at its default that is taken: the next ones are tried, up to this many.
+DEFAULT_PORT_TRIES = 100
 
 
 class WorkerStartError(CoroqError):
@@ -136,6 +138,7 @@ class Worker:
 
     def start(self) -> None:
         self.loop_thread.start()
+        self._serve_http()  # before the first beat, which says where it serves
         self.heartbeat.start()
         self._redis = async_client(self.settings.redis_url)
         outages = AsyncOutages(self._redis, self.health)
@@ -152,25 +155,6 @@ class Worker:
         self.loop_thread.run(
             self._start_housekeeping(self._redis, list(queues.values()), outages), timeout=10
         )
-        if self.settings.metrics_port:
-            # Before any job is taken: a port in use stops the start with nothing held.
-            self._http_server = HealthServer(
-                self.settings.metrics_host,
-                self.settings.metrics_port,
-                self.metrics,
-                is_live=self._is_live,
-                is_ready=self._is_ready,
-                before_scrape=self._read_queue_depths,
-            )
-            try:
-                self.loop_thread.run(self._http_server.start(), timeout=10)
-            except OSError as exc:
-                self.close()
-                where = f"{self.settings.metrics_host}:{self.settings.metrics_port}"
-                raise WorkerStartError(
-                    f"cannot serve /metrics on {where} ({exc.strerror or exc}); set "
-                    "metrics_port (COROQ_METRICS_PORT) to a free port, or 0 for none"
-                ) from None
         self.watchdog = LoopWatchdog(
             self.loop_thread.loop,
             self._describe_running_job,
@@ -193,7 +177,7 @@ class Worker:
             event_loop=loop_implementation(self.loop_thread.loop),
             burst=self.burst,
             recovery_after_s=self.settings.heartbeat_ttl + self.settings.reaper_interval,
-            metrics_port=self.settings.metrics_port or None,
+            metrics_port=self.heartbeat.metrics_port,
             cpus=format_cpu_list(available_cpus()),
         )
         self.notifier.ready(status=f"serving {', '.join(self.settings.queues)}")
@@ -295,6 +279,36 @@ class Worker:
         while True:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
+
+    def _serve_http(self) -> None:
+        """Serve /metrics, /healthz and /readyz, before any job is taken: a port that cannot
+        be used stops the start with nothing held. A port left at its default that is taken
+        (another worker on this host) gives way to the next free one; a port set on purpose
+        does not."""
+        settings = self.settings
+        if not settings.metrics_port:
+            return
+        self._http_server = HealthServer(
+            settings.metrics_host,
+            settings.metrics_port,
+            self.metrics,
+            is_live=self._is_live,
+            is_ready=self._is_ready,
+            before_scrape=self._read_queue_depths,
+        )
+        chosen = "metrics_port" in settings.model_fields_set
+        start = self._http_server.start(next_free=0 if chosen else DEFAULT_PORT_TRIES)
+        try:
+            self.loop_thread.run(start, timeout=10)
+        except OSError as exc:
+            self.close()
+            where = f"{settings.metrics_host}:{settings.metrics_port}"
+            tried = "" if chosen else f" or the {DEFAULT_PORT_TRIES} ports after it"
+            raise WorkerStartError(
+                f"cannot serve /metrics on {where}{tried} ({exc.strerror or exc}); set "
+                "metrics_port (COROQ_METRICS_PORT) to a free port, or 0 for none"
+            ) from None
+        self.heartbeat.metrics_port = self._http_server.port
 
     def _is_live(self) -> tuple[bool, str]:
         """The loop answers (this runs on it); every consumer thread is alive."""

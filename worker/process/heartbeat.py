@@ -54,6 +54,9 @@ class HeartbeatThread(threading.Thread):
         self._last_beat = float("-inf")
         self._lapsed = False
         self._finished_jobs = finished_jobs
+        # Where this worker serves /metrics (its port; None: not served), for `producer stats`,
+        # `worker health` and Prometheus discovery. Set before the first beat.
+        self.metrics_port: int | None = None
         # The permits of running limited jobs live as long as this worker's liveness.
         self._permits = permits
         lease = settings.heartbeat_ttl
@@ -76,6 +79,7 @@ class HeartbeatThread(threading.Thread):
                 "started_at": self._started_at,
                 "beat_at": now,
                 "jobs_per_s": self._throughput(now),
+                "metrics_port": self.metrics_port,
             }
         )
         ttl_ms = int(self._settings.heartbeat_ttl * 1000)

@@ -14,6 +14,7 @@ block: read a flag, `Thread.is_alive()`, never a network call.
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -60,8 +61,27 @@ class HealthServer:
                     return int(address[1])
         return self._requested_port
 
-    async def start(self) -> None:
-        """Listen; raises OSError when the address is taken."""
+    async def start(self, *, next_free: int = 0) -> None:
+        """Listen; raises OSError when the address is taken, unless one of the `next_free`
+        ports after it is free (then listen there, and say so)."""
+        for step in range(next_free + 1):
+            try:
+                await self._listen(self._requested_port + step)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or step == next_free:
+                    raise
+                continue
+            if step:
+                log.info(
+                    "http.port_taken",
+                    port=self._requested_port,
+                    listening_on=self.port,
+                    detail="the default port was taken (another worker on this host?); the "
+                    "next free one serves /metrics, /healthz and /readyz",
+                )
+            return
+
+    async def _listen(self, port: int) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._serve_metrics)
         app.router.add_get("/healthz", self._serve_live)
@@ -69,7 +89,7 @@ class HealthServer:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self._requested_port).start()
+            await web.TCPSite(runner, self.host, port).start()
         except BaseException:
             await runner.cleanup()
             raise

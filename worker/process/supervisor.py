@@ -3,8 +3,9 @@
 One Python process runs jobs on one core at a time (the GIL); N processes use N cores. The
 supervisor only starts, watches and stops its children: each child is the ordinary `worker`
 command with the same flags, its own worker id and, when metrics are on, its own port
-(`metrics_port + i`). A child that dies is started again after a pause that grows while it
-keeps crashing, and its jobs are recovered like those of any lost worker.
+(`metrics_port + i`; with the port left at its default, the first free one from it). A
+child that dies is started again after a pause that grows while it keeps crashing, and its
+jobs are recovered like those of any lost worker.
 
 Signals: SIGTERM or SIGINT is passed on to every child once (children run in their own
 process group, so a Ctrl-C on a terminal reaches them through the supervisor only); a
@@ -105,7 +106,10 @@ class Supervisor:
         if "COROQ_WORKER_ID" in env:  # two live workers must never share an id
             env["COROQ_WORKER_ID"] = f"{env['COROQ_WORKER_ID']}-{child.index}"
         port = self._settings.metrics_port
-        env["COROQ_METRICS_PORT"] = str(port + child.index) if port else "0"
+        if "metrics_port" in self._settings.model_fields_set or not port:
+            env["COROQ_METRICS_PORT"] = str(port + child.index) if port else "0"
+        else:  # left at its default: each child takes the first free port from it
+            env.pop("COROQ_METRICS_PORT", None)
         cpus = self._child_cpu_affinity[child.index]
         child.process = subprocess.Popen(
             [sys.executable, "-m", "worker", *self._child_args, "--cpu-affinity", cpus],

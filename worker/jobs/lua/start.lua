@@ -28,7 +28,7 @@
 --          its raw bytes as held, task name, max_attempts in force for it, enqueued_at as the
 --          producer stamped it ('' when unknown), which of its keys follow its record in KEYS
 --          ('g' group, 'u' unique key, 'r' and 'c' its limiter's: any of them, or ''), its
---          task's interval between starts in ms and its global concurrency ('' when none)
+--          task's rate as '<count>/<period ms>' and its global concurrency ('' when none)
 -- A job cancelled before it started, or whose cancel was requested while it ran on a worker
 -- that was then lost, is not started: it leaves the processing list, `cancelled` for good
 -- (lib/cancel.lua), and counted in its group if it has one (producer/lua/lib/group.lua).
@@ -46,9 +46,11 @@ local over_limit_until = 0
 -- Whether a job of a limited task may start (its permit taken); else it waits, unstarted, and
 -- `over_limit_until` says until when, for one over its rate (0 for one blocked).
 local function admitted(limit, record, args, base)
+  local count, period = string.match(args[base + 5], '^(%d+)/([%d.]+)$')
   local verdict = admit(limit, {record = record, raw = args[base], processing = KEYS[1],
-    delayed = KEYS[5], interval = tonumber(args[base + 5]),
-    concurrency = tonumber(args[base + 6]), lease = tonumber(args[6])})
+    delayed = KEYS[5], count = tonumber(count), period = tonumber(period),
+    concurrency = tonumber(args[base + 6]), lease = tonumber(args[6])},
+    tonumber(now_text()) * 1000)
   over_limit_until = math.max(verdict, 0)
   return verdict == 0
 end

@@ -1,9 +1,14 @@
 -- Limits across workers (docs/scheduling.md#rate-limits-and-global-concurrency), kept per
 -- limiter: a task, or a task and one value of its `limit_key` argument.
---   rate     coroq:{Q}:rate:<limiter>     the time (epoch ms) of its next free start. Starts
---            are spaced evenly (one per interval, no burst); a job over the rate reserves the
---            next free time, in its record's `rate_at`, and waits for it in the delayed set:
---            a backlog is spread out once, never taken and put back again and again.
+--   rate     coroq:{Q}:rate:<limiter>     the next free start time it hands out (epoch ms).
+--            A job over the rate reserves that time, in its record's `rate_at`, and waits for
+--            it in the delayed set: a backlog is spread out evenly once, never taken and put
+--            back again and again. Times are handed out a little (SLACK) further apart than
+--            the rate allows, so that starts a little late do not crowd the ones after them.
+--   starts   coroq:{Q}:starts:<limiter>   its latest starts (epoch ms, newest first, as many
+--            as the rate allows per period): the guarantee. A job starts only if fewer than
+--            that many started within the period before now; else it waits, delayed, for
+--            the oldest of them to leave the period.
 --   permits  coroq:{Q}:permits:<limiter>  the ids of its running jobs, each scored with the
 --            end of its lease; the heartbeat of the worker running it renews it (renew.lua),
 --            so the permits of a lost worker lapse with its liveness, as its jobs come back.
@@ -19,13 +24,17 @@ local function server_ms()
   return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
 
--- The keys of a job's limiter from KEYS[at], as `flag` says: 'r' its rate key; 'c' its permits
+-- A rate's starts are handed out this much further apart than it allows (see `rate` above).
+local SLACK = 0.02
+
+-- The keys of a job's limiter from KEYS[at], as `flag` says: 'r' its rate and starts keys;
+-- 'c' its permits
 -- and blocked keys, the ready list and the queue's limited hash. Returns them (a table) and
 -- the index after them.
 local function limit_keys(at, flag)
   local limit = {}
   if string.find(flag, 'r', 1, true) then
-    limit.rate, at = KEYS[at], at + 1
+    limit.rate, limit.starts, at = KEYS[at], KEYS[at + 1], at + 2
   end
   if string.find(flag, 'c', 1, true) then
     limit.permits, limit.blocked, limit.ready, limit.limited =
@@ -43,13 +52,13 @@ local function limiter_of(blocked)
   return string.match(blocked, '^.-}:blocked:(.+)$')
 end
 
--- Whether the job held as `raw` in `job.processing` may start now. When it may, its permit is
+-- Whether the job held as `raw` in `job.processing` may start `now` (epoch ms, the time its
+-- start is recorded with, to the microsecond). When it may, its permit is
 -- taken and 0 returned. Otherwise it leaves the processing list, unstarted: -1 when it waits
 -- in the blocked list for a permit, or the time (epoch ms) it waits for in `job.delayed`.
--- `job` holds: record, raw, processing, delayed, interval (ms, or nil),
+-- `job` holds: record, raw, processing, delayed, count and period (ms) of its rate (or nil),
 -- concurrency (or nil), lease (ms).
-local function admit(limit, job)
-  local now = server_ms()
+local function admit(limit, job, now)
   local id = id_of(job.record)
   if limit.permits then
     redis.call('ZREMRANGEBYSCORE', limit.permits, '-inf', now)
@@ -66,11 +75,19 @@ local function admit(limit, job)
     local at = tonumber(redis.call('HGET', job.record, 'rate_at') or '')
     if at == nil then
       at = math.max(tonumber(redis.call('GET', limit.rate) or '0'), now)
-      local following = at + job.interval
+      local following = at + job.period / job.count * (1 + SLACK)
       redis.call('SET', limit.rate, string.format('%.3f', following), 'PX',
         math.ceil(following - now) + 1)
     end
-    if at > now then  -- its time is reserved: it waits for it, delayed
+    if at <= now then
+      -- As many starts within the period before now as the rate allows: not before the
+      -- oldest of them has left it.
+      local oldest = tonumber(redis.call('LINDEX', limit.starts, job.count - 1) or '')
+      if oldest and oldest > now - job.period then
+        at = oldest + job.period
+      end
+    end
+    if at > now then  -- it waits for its time, delayed
       redis.call('LREM', job.processing, 1, job.raw)
       redis.call('ZADD', job.delayed, at, job.raw)
       redis.call('HSET', job.record, 'rate_at', string.format('%.3f', at), 'waiting_for', 'rate')
@@ -80,6 +97,11 @@ local function admit(limit, job)
   if limit.permits then
     redis.call('ZADD', limit.permits, now + job.lease, id)
     redis.call('PEXPIRE', limit.permits, job.lease)
+  end
+  if limit.rate then
+    redis.call('LPUSH', limit.starts, string.format('%.3f', now))
+    redis.call('LTRIM', limit.starts, 0, job.count - 1)
+    redis.call('PEXPIRE', limit.starts, math.ceil(job.period))
   end
   redis.call('HDEL', job.record, 'rate_at', 'waiting_for')
   return 0
