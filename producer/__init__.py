@@ -9,6 +9,8 @@ from producer.errors import (
     InvalidJob,
     InvalidSchedule,
     JobFailed,
+    NotReplicated,
+    PartialPush,
     ProducerClosed,
     WaitTimeout,
 )
@@ -29,6 +31,8 @@ __all__ = [
     "Job",
     "JobEnvelope",
     "JobFailed",
+    "NotReplicated",
+    "PartialPush",
     "Producer",
     "ProducerClosed",
     "QueueKeys",

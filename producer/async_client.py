@@ -20,12 +20,16 @@ import structlog
 
 from producer.batches import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCHES_PER_ROUND,
+    DEFAULT_DURABLE_TIMEOUT,
     ProducerBase,
+    not_replicated,
     partial_push,
     plan_batches,
     plan_push,
     rounds,
     send_batch,
+    wait_for_replica,
 )
 from producer.cancelling import Cancelled, cancel_steps
 from producer.completions import CompletionListener, WaitForAll
@@ -38,7 +42,15 @@ from producer.records import decode_record
 from producer.schedule import Schedule, make_schedule
 from producer.scripts import PRODUCER_SCRIPTS, AsyncScripts, ScriptCall
 from producer.settling import settle_steps
-from producer.steps import ReadDelayed, ReadFields, ReadList, ReadReady, ReadSetSample, Step
+from producer.steps import (
+    Pause,
+    ReadDelayed,
+    ReadFields,
+    ReadList,
+    ReadReady,
+    ReadSetSample,
+    Step,
+)
 from producer.unique_tasks import UniqueTask
 
 log = structlog.get_logger()
@@ -56,8 +68,9 @@ class AsyncProducer(ProducerBase):
         queue: str = DEFAULT_QUEUE,
         prefix: str = DEFAULT_PREFIX,
         client: redis.asyncio.Redis | None = None,
+        durable_timeout: float = DEFAULT_DURABLE_TIMEOUT,
     ) -> None:
-        super().__init__(queue=queue, prefix=prefix)
+        super().__init__(queue=queue, prefix=prefix, durable_timeout=durable_timeout)
         self.redis = client if client is not None else async_client(url, max_connections=32)
         self._listener: CompletionListener | None = None
         self._background: set[asyncio.Future[None]] = set()
@@ -76,11 +89,13 @@ class AsyncProducer(ProducerBase):
         _after: Any = None,
         _unique: str | None = None,
         _unique_ttl: float | None = None,
+        _durable: bool = False,
         **kwargs: Any,
     ) -> str:
         plan = plan_push(
             task, args, kwargs, self.keys_for(_queue), job_id=_id, max_attempts=_max_attempts,
             timeout=_timeout, front=_front, delay=_delay, at=_at, after=_after, unique=_unique,
+            durable=_durable,
         )  # fmt: skip
         if plan.hold is not None:
             await self._run(plan.hold, plan.keys)
@@ -92,6 +107,7 @@ class AsyncProducer(ProducerBase):
             plan.schedule,
             DEFAULT_BATCH_SIZE,
             unique_ttl=_unique_ttl,
+            durable=_durable,
         )
         return pushed[0]
 
@@ -104,9 +120,10 @@ class AsyncProducer(ProducerBase):
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        durable: bool = False,
     ) -> list[str]:
         schedule = make_schedule(delay, at, front=front)
-        return await self._push(envelopes, queue, front, schedule, batch_size)
+        return await self._push(envelopes, queue, front, schedule, batch_size, durable=durable)
 
     async def _push(
         self,
@@ -117,6 +134,7 @@ class AsyncProducer(ProducerBase):
         batch_size: int,
         *,
         unique_ttl: float | None = None,
+        durable: bool = False,
     ) -> list[str]:
         keys = self.keys_for(queue)
         pushed: list[str] = []
@@ -129,9 +147,15 @@ class AsyncProducer(ProducerBase):
             unique_ttl=unique_ttl,
             unique_tasks=await self._declared_unique(keys),
         )
-        for group in rounds(batches):
+        for group in rounds(batches, 1 if durable else DEFAULT_BATCHES_PER_ROUND):
             try:
-                if len(group) == 1:  # as in `Producer._push`
+                if durable:  # as in `Producer._push`
+                    pipe = self.redis.pipeline(transaction=False)
+                    send_batch(pipe, group[0])
+                    wait_for_replica(pipe, self.durable_timeout)
+                    reply, replicas = await pipe.execute()
+                    replies = [reply]
+                elif len(group) == 1:  # as in `Producer._push`
                     replies = [await send_batch(self.redis, group[0])]
                 else:
                     pipe = self.redis.pipeline(transaction=True)
@@ -140,6 +164,8 @@ class AsyncProducer(ProducerBase):
                     replies = await pipe.execute()
             except redis.RedisError as exc:
                 raise partial_push(pushed, group, len(envelopes), front, exc) from exc
+            if durable and replicas < 1:
+                raise not_replicated(pushed, group[0], len(envelopes), front, self.durable_timeout)
             for batch, reply in zip(group, replies, strict=True):
                 pushed.extend(batch.pushed_ids(reply))
         return pushed[::-1] if front else pushed
@@ -206,6 +232,7 @@ class AsyncProducer(ProducerBase):
         _after: Any = None,
         _unique: str | None = None,
         _unique_ttl: float | None = None,
+        _durable: bool = False,
         **kwargs: Any,
     ) -> AsyncJob:
         """`push`, returning the job's future (an `asyncio.Future`): its result once the job
@@ -224,6 +251,7 @@ class AsyncProducer(ProducerBase):
             _after=_after,
             _unique=_unique,
             _unique_ttl=_unique_ttl,
+            _durable=_durable,
             **kwargs,
         )
         keys = self.keys_for(_queue)
@@ -285,6 +313,9 @@ class AsyncProducer(ProducerBase):
                     reply = await self.redis.zrange(keys.delayed, step.start, step.stop)
                 elif isinstance(step, ReadList):
                     reply = await self.redis.lrange(step.key, 0, -1)
+                elif isinstance(step, Pause):
+                    await asyncio.sleep(step.seconds)
+                    reply = None
                 elif isinstance(step, ReadSetSample):
                     reply = await self.redis.srandmember(step.key, step.count)
                 else:

@@ -18,7 +18,7 @@ import redis.asyncio
 
 from producer.dependencies import dependency_ids, hold_steps, released_to
 from producer.envelope import JobEnvelope, build_envelope, stamp
-from producer.errors import InvalidJob, InvalidSchedule, PartialPush
+from producer.errors import InvalidJob, InvalidSchedule, NotReplicated, PartialPush
 from producer.keys import QueueKeys
 from producer.schedule import Schedule, make_schedule
 from producer.scripts import PRODUCER_SCRIPTS, ScriptCall
@@ -169,15 +169,17 @@ def send_batch(target: AnyPipeline | redis.Redis | redis.asyncio.Redis, batch: B
     return target.lpush(batch.key, *batch.payloads)
 
 
-# Batches sent per pipeline round trip.
-_BATCHES_PER_ROUND_TRIP = 10
+# Batches sent per pipeline round trip (one MULTI/EXEC).
+DEFAULT_BATCHES_PER_ROUND = 10
 
 
-def rounds(batches: Iterable[Batch]) -> Iterator[list[Batch]]:
+def rounds(
+    batches: Iterable[Batch], per_round: int = DEFAULT_BATCHES_PER_ROUND
+) -> Iterator[list[Batch]]:
     group: list[Batch] = []
     for batch in batches:
         group.append(batch)
-        if len(group) >= _BATCHES_PER_ROUND_TRIP:
+        if len(group) >= per_round:
             yield group
             group = []
     if group:
@@ -191,6 +193,24 @@ def partial_push(
     in_order = pushed[::-1] if front else pushed
     remaining = total - len(pushed) - len(uncertain)
     return PartialPush(in_order, uncertain, remaining, f"{type(error).__name__}: {error}")
+
+
+# How long a durable push waits for a replica to confirm each batch, by default (seconds).
+DEFAULT_DURABLE_TIMEOUT = 2.0
+
+
+def wait_for_replica(pipe: AnyPipeline, timeout: float) -> None:
+    """Queue `WAIT 1 <ms>` after a batch on the same connection: its reply is how many
+    replicas have every write of that connection, this batch's included."""
+    pipe.execute_command("WAIT", 1, max(1, int(timeout * 1000)))
+
+
+def not_replicated(
+    pushed: list[str], batch: Batch, total: int, front: bool, timeout: float
+) -> NotReplicated:
+    confirmed = pushed[::-1] if front else pushed
+    remaining = total - len(pushed) - len(batch.ids)
+    return NotReplicated(confirmed, list(batch.ids), remaining, timeout)
 
 
 def schedule_of_push(
@@ -228,6 +248,7 @@ def plan_push(
     at: datetime | None,
     after: Any,
     unique: str | None,
+    durable: bool = False,
 ) -> PushPlan:
     """Check the options of one `push` (nothing is sent); `InvalidJob` or `InvalidSchedule`
     name what is wrong."""
@@ -240,15 +261,23 @@ def plan_push(
         return PushPlan(envelope, keys, schedule, None)
     if unique is not None:
         raise InvalidJob("_unique and _after do not go together", field="_unique")
+    if durable:
+        raise InvalidJob("_durable and _after do not go together", field="_durable")
     waited, known = dependency_ids(after, keys)
     steps = hold_steps(keys, envelope, waited, known, released_to(front, schedule))
     return PushPlan(envelope, keys, schedule, steps)
 
 
 class ProducerBase:
-    def __init__(self, *, queue: str, prefix: str) -> None:
+    def __init__(
+        self, *, queue: str, prefix: str, durable_timeout: float = DEFAULT_DURABLE_TIMEOUT
+    ) -> None:
+        if not durable_timeout > 0:
+            raise ValueError(f"durable_timeout must be seconds > 0, not {durable_timeout!r}")
         self.queue = queue
         self.prefix = prefix
+        # How long a durable push waits for a replica to confirm each batch.
+        self.durable_timeout = durable_timeout
         self._keys = QueueKeys(queue, prefix)
         self._unique_tasks = UniqueTaskCatalogs()
 

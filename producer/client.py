@@ -18,13 +18,17 @@ import structlog
 
 from producer.batches import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_BATCHES_PER_ROUND,
+    DEFAULT_DURABLE_TIMEOUT,
     ProducerBase,
     ProgressCallback,
+    not_replicated,
     partial_push,
     plan_batches,
     plan_push,
     rounds,
     send_batch,
+    wait_for_replica,
 )
 from producer.cancelling import Cancelled, cancel_steps
 from producer.completions import WaitForAll
@@ -38,7 +42,15 @@ from producer.records import decode_record
 from producer.schedule import Schedule, make_schedule
 from producer.scripts import PRODUCER_SCRIPTS, ScriptCall, SyncScripts
 from producer.settling import settle_steps
-from producer.steps import ReadDelayed, ReadFields, ReadList, ReadReady, ReadSetSample, Step
+from producer.steps import (
+    Pause,
+    ReadDelayed,
+    ReadFields,
+    ReadList,
+    ReadReady,
+    ReadSetSample,
+    Step,
+)
 from producer.unique_tasks import UniqueTask
 
 log = structlog.get_logger()
@@ -58,8 +70,9 @@ class Producer(ProducerBase):
         queue: str = DEFAULT_QUEUE,
         prefix: str = DEFAULT_PREFIX,
         client: redis.Redis | None = None,
+        durable_timeout: float = DEFAULT_DURABLE_TIMEOUT,
     ) -> None:
-        super().__init__(queue=queue, prefix=prefix)
+        super().__init__(queue=queue, prefix=prefix, durable_timeout=durable_timeout)
         self.redis = client if client is not None else sync_client(url)
         self._listener: ThreadCompletionListener | None = None
 
@@ -77,16 +90,20 @@ class Producer(ProducerBase):
         _after: Any = None,
         _unique: str | None = None,
         _unique_ttl: float | None = None,
+        _durable: bool = False,
         **kwargs: Any,
     ) -> str:
         """Push one job and return its id. Options start with `_` to leave room for kwargs.
 
         `_delay` (seconds or a timedelta) or `_at` (an aware datetime) puts the job in the
-        delayed set until it is due; neither goes with `_front`.
+        delayed set until it is due; neither goes with `_front`. With `_durable`, it returns
+        only once a replica has the job too (`NotReplicated` when none confirms within
+        `durable_timeout`; docs/operations.md#durable-pushes).
         """
         plan = plan_push(
             task, args, kwargs, self.keys_for(_queue), job_id=_id, max_attempts=_max_attempts,
             timeout=_timeout, front=_front, delay=_delay, at=_at, after=_after, unique=_unique,
+            durable=_durable,
         )  # fmt: skip
         if plan.hold is not None:
             self._run(plan.hold, plan.keys)
@@ -99,6 +116,7 @@ class Producer(ProducerBase):
             DEFAULT_BATCH_SIZE,
             None,
             unique_ttl=_unique_ttl,
+            durable=_durable,
         )
         return pushed[0]
 
@@ -112,8 +130,11 @@ class Producer(ProducerBase):
         at: datetime | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: ProgressCallback | None = None,
+        durable: bool = False,
     ) -> list[str]:
         """Push validated envelopes in pipelined batches; return their ids in push order.
+        With `durable`, each batch goes alone and counts as pushed only once a replica
+        confirms it (`NotReplicated`, naming the jobs, when none does in time).
 
         Each round trip is all or nothing: one batch's command, or a MULTI/EXEC of up to
         ten batches. Raises `PartialPush` (after the client's retries) naming what went in
@@ -123,7 +144,7 @@ class Producer(ProducerBase):
         either with `front`.
         """
         schedule = make_schedule(delay, at, front=front)
-        return self._push(envelopes, queue, front, schedule, batch_size, progress)
+        return self._push(envelopes, queue, front, schedule, batch_size, progress, durable=durable)
 
     def _push(
         self,
@@ -135,6 +156,7 @@ class Producer(ProducerBase):
         progress: ProgressCallback | None,
         *,
         unique_ttl: float | None = None,
+        durable: bool = False,
     ) -> list[str]:
         keys = self.keys_for(queue)
         pushed: list[str] = []
@@ -147,9 +169,15 @@ class Producer(ProducerBase):
             unique_ttl=unique_ttl,
             unique_tasks=self._declared_unique(keys),
         )
-        for group in rounds(batches):
+        for group in rounds(batches, 1 if durable else DEFAULT_BATCHES_PER_ROUND):
             try:
-                if len(group) == 1:  # one command is atomic by itself: no pipeline to build
+                if durable:  # the batch, then WAIT on the same connection
+                    pipe = self.redis.pipeline(transaction=False)
+                    send_batch(pipe, group[0])
+                    wait_for_replica(pipe, self.durable_timeout)
+                    reply, replicas = pipe.execute()
+                    replies = [reply]
+                elif len(group) == 1:  # one command is atomic by itself: no pipeline to build
                     replies = [send_batch(self.redis, group[0])]
                 else:  # several go in MULTI/EXEC, all or nothing
                     pipe = self.redis.pipeline(transaction=True)
@@ -158,6 +186,8 @@ class Producer(ProducerBase):
                     replies = pipe.execute()
             except redis.RedisError as exc:
                 raise partial_push(pushed, group, len(envelopes), front, exc) from exc
+            if durable and replicas < 1:
+                raise not_replicated(pushed, group[0], len(envelopes), front, self.durable_timeout)
             for batch, reply in zip(group, replies, strict=True):
                 pushed.extend(batch.pushed_ids(reply))
                 if progress is not None:
@@ -226,6 +256,7 @@ class Producer(ProducerBase):
         _after: Any = None,
         _unique: str | None = None,
         _unique_ttl: float | None = None,
+        _durable: bool = False,
         **kwargs: Any,
     ) -> Job:
         """`push`, returning the job's future (`concurrent.futures.Future`): its result once
@@ -243,6 +274,7 @@ class Producer(ProducerBase):
             _after=_after,
             _unique=_unique,
             _unique_ttl=_unique_ttl,
+            _durable=_durable,
             **kwargs,
         )
         job = self.job(job_id, queue=_queue)
@@ -306,6 +338,9 @@ class Producer(ProducerBase):
                     reply = self.redis.zrange(keys.delayed, step.start, step.stop)
                 elif isinstance(step, ReadList):
                     reply = self.redis.lrange(step.key, 0, -1)
+                elif isinstance(step, Pause):
+                    time.sleep(step.seconds)
+                    reply = None
                 elif isinstance(step, ReadSetSample):
                     reply = self.redis.srandmember(step.key, step.count)
                 else:

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import redis.asyncio
 import redis.asyncio.connection
+import redis.asyncio.sentinel
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.connection import HiredisRespSerializer
@@ -18,7 +20,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.utils import HIREDIS_AVAILABLE
 
+from producer.redis_urls import SentinelUrl, is_sentinel_url, parse_sentinel_url
+
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+# Seconds a sentinel has to answer where the primary is before the next one is asked.
+SENTINEL_TIMEOUT = 2.0
 
 # Errors after which a command may be sent again on a fresh connection: the link broke or
 # stalled, the server is loading its data (LOADING), or a failover left us on a replica
@@ -74,14 +80,45 @@ def _backoff() -> ExponentialWithJitterBackoff:
 
 
 def sync_client(url: str, *, retries: int = 3, socket_timeout: float | None = 10.0) -> redis.Redis:
-    return redis.Redis.from_url(
-        url,
-        retry=Retry(_backoff(), retries),
-        retry_on_error=list(TRANSIENT_ERRORS),
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=5.0,
-        health_check_interval=30,
-    )
+    """A blocking client for any URL coroq takes (producer/redis_urls.py)."""
+    options: dict[str, Any] = {
+        "retry": Retry(_backoff(), retries),
+        "retry_on_error": list(TRANSIENT_ERRORS),
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": 5.0,
+        "health_check_interval": 30,
+    }
+    if is_sentinel_url(url):
+        target = parse_sentinel_url(url)
+        sentinel = redis.sentinel.Sentinel(
+            target.sentinels, sentinel_kwargs=_sentinel_options(target)
+        )
+        client: redis.Redis = sentinel.master_for(
+            target.service, **_node_options(target), **options
+        )
+        return client
+    return redis.Redis.from_url(url, **options)
+
+
+def _sentinel_options(target: SentinelUrl) -> dict[str, Any]:
+    """How to talk to the sentinels themselves: briefly (each is asked in turn)."""
+    return {
+        "socket_timeout": SENTINEL_TIMEOUT,
+        "socket_connect_timeout": SENTINEL_TIMEOUT,
+        "username": target.sentinel_username,
+        "password": target.sentinel_password,
+        "ssl": target.tls,
+    }
+
+
+def _node_options(target: SentinelUrl) -> dict[str, Any]:
+    """How to talk to the primary the sentinels name."""
+    options: dict[str, Any] = {"db": target.db, "ssl": target.tls}
+    if target.username is not None:
+        options["username"] = target.username
+    if target.password is not None:
+        options["password"] = target.password
+    return options
 
 
 def async_client(
@@ -97,6 +134,15 @@ def async_client(
         "socket_connect_timeout": 5.0,
         "health_check_interval": 30,
     }
+    if is_sentinel_url(url):
+        target = parse_sentinel_url(url)
+        sentinel = redis.asyncio.sentinel.Sentinel(
+            target.sentinels, sentinel_kwargs=_sentinel_options(target)
+        )
+        found: redis.asyncio.Redis = sentinel.master_for(
+            target.service, **_node_options(target), **options
+        )
+        return found
     if max_connections is None:
         client = redis.asyncio.Redis.from_url(url, **options)
     else:

@@ -24,7 +24,10 @@ from producer.errors import InvalidJob
 from producer.keys import QueueKeys
 from producer.schedule import Schedule
 from producer.scripts import PRODUCER_SCRIPTS, ScriptCall
-from producer.steps import ReadFields, Step, scan_entries, text
+from producer.steps import Pause, ReadFields, Step, scan_entries, text
+
+# Pauses between the looks for a job taken from the ready list and not yet started (seconds).
+TAKEN_NOT_STARTED_PAUSES = (0.0, 0.05, 0.25)
 
 # How long a job may stay held (its record, and the lists of the jobs it waits for): one
 # still held after that is dropped, as a group whose members have not all ended.
@@ -95,7 +98,13 @@ def check_exist(keys: QueueKeys, ids: Sequence[str]) -> Generator[Step, Any, Non
         return
     waiting = yield from scan_entries(missing)
     missing = [job_id for job_id in missing if job_id not in waiting]
-    if missing:  # one may have been taken and started during the scan
+    # One may have been taken during the scan: in a worker's processing list, without a
+    # record until its start is counted, a moment later.
+    for pause in TAKEN_NOT_STARTED_PAUSES:
+        if not missing:
+            break
+        if pause:
+            yield Pause(pause)
         found = yield ReadFields([keys.job(job_id) for job_id in missing], ("status",))
         missing = [job_id for job_id, fields in zip(missing, found, strict=True) if not fields[0]]
     if missing:

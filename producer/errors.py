@@ -57,6 +57,11 @@ class RedisUnavailable(CoroqError):
     """Redis could not be reached after the configured retries."""
 
 
+class RedisRefused(RedisUnavailable):
+    """Redis refused a command to this user (an ACL without a permission coroq needs):
+    no waiting cures it. The worker stops (exit 2); what it holds stays in Redis."""
+
+
 class PartialPush(CoroqError):
     """Redis failed part-way through a push: some jobs are in the queue, some are not.
 
@@ -71,6 +76,29 @@ class PartialPush(CoroqError):
         super().__init__(
             f"Redis failed after {len(pushed)} job(s) were pushed: {cause}; "
             f"{len(uncertain)} job(s) of the last round trip may or may not be in the queue, "
+            f"{remaining} more were not pushed"
+        )
+
+
+class NotReplicated(CoroqError):
+    """A durable push (`_durable=True`, `producer push --durable`) that no replica confirmed
+    in time: the jobs are in the primary's queue, but a failover now could lose them.
+
+    `confirmed` are on a replica too; `unconfirmed` reached the primary only; the rest were not
+    pushed (the push stops at the first batch no replica confirms).
+    """
+
+    def __init__(
+        self, confirmed: list[str], unconfirmed: list[str], remaining: int, timeout: float
+    ):
+        self.confirmed = confirmed
+        self.unconfirmed = unconfirmed
+        self.remaining = remaining
+        shown = ", ".join(unconfirmed[:10]) + (", ..." if len(unconfirmed) > 10 else "")
+        super().__init__(
+            f"no replica confirmed job(s) {shown} within {timeout:g} s: they are in the "
+            f"primary's queue but a failover now could lose them (is a replica connected? "
+            f"INFO replication); {len(confirmed)} job(s) before them were confirmed, "
             f"{remaining} more were not pushed"
         )
 

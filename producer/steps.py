@@ -60,6 +60,13 @@ class ReadSetSample:
 
 
 @dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait this many seconds (for a worker to count a start it is about to)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Transaction:
     """Send these writes in one MULTI/EXEC: (method, args, kwargs) of a redis-py pipeline."""
 
@@ -67,7 +74,10 @@ class Transaction:
 
 
 # What the steps ask a producer to do; a script call's reply is the script's.
-Step = ScriptCall | ReadFields | ReadReady | ReadDelayed | ReadList | ReadSetSample | Transaction
+Step = (
+    ScriptCall | ReadFields | ReadReady | ReadDelayed | ReadList | ReadSetSample | Pause
+    | Transaction
+)  # fmt: skip
 
 
 def ids_of_entries(entries: Iterable[bytes], wanted: set[str]) -> dict[str, bytes]:

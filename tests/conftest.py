@@ -24,10 +24,20 @@ import pytest
 import redis
 
 from producer.keys import QueueKeys
+from tests.redis_versions import put_first_on_path, server_version
 from worker.cli.local_redis import RedisServerProcess
 
 TESTS_DIR = Path(__file__).parent
 REPO_ROOT = TESTS_DIR.parent
+# The newest redis-server of this machine, or COROQ_TEST_REDIS_SERVER's (tests/redis_versions.py).
+REDIS_SERVER_BINARY = put_first_on_path()
+
+
+def pytest_report_header() -> str:
+    if REDIS_SERVER_BINARY is None:
+        return "redis-server: none found"
+    version = ".".join(str(part) for part in server_version(REDIS_SERVER_BINARY))
+    return f"redis-server: {version} ({REDIS_SERVER_BINARY})"
 
 
 @pytest.hookimpl(trylast=True)  # after `-m` and `-k` have deselected what they deselect

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.redis_versions import BINARY_ENV, oldest_supported
 
 LOWEST_VERSIONS_RUN = pytest.StashKey["LowestVersionsRun"]()
 LOWEST_LOCK = REPO_ROOT / "config" / "requirements" / "lowest.txt"
@@ -47,9 +48,10 @@ def run(
     )
 
 
-# The two folders run as this many pytest processes side by side (each with its own Redis):
-# one process left one of the machine's two cores idle for three minutes.
-SHARDS = 2
+# The two folders run as this many pytest processes side by side (each with its own Redis).
+# The run goes on beside the rest of the suite, which keeps the machine's cores busy enough:
+# one process, so that it slows the others least, and ends well before them.
+SHARDS = 1
 
 
 def shards_of(folders: list[str], count: int) -> list[list[str]]:
@@ -109,6 +111,10 @@ class LowestVersionsRun:
             return [created.stderr]
         env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         env.pop("VIRTUAL_ENV", None)
+        # And the oldest Redis coroq supports, where this machine has one.
+        oldest = oldest_supported()
+        if oldest is not None:
+            env[BINARY_ENV] = oldest
         # Measured by the outer run only: coverage's subprocess hook is not passed on.
         env.pop("COVERAGE_PROCESS_CONFIG", None)
         installed = run(

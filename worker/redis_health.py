@@ -20,19 +20,58 @@ import redis
 import redis.asyncio
 import structlog
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import NoPermissionError
 
 from producer.connection import is_transient, needs_reconnect
-from producer.errors import RedisUnavailable
+from producer.errors import RedisRefused, RedisUnavailable
 
 log = structlog.get_logger()
 
 
+# How Redis words a refusal of the ACL, from a command or from inside a script.
+_REFUSALS = ("NOPERM", "no permissions to", "can't run this command")
+
+
+def permission_refused(error: BaseException) -> bool:
+    """Whether Redis refused a command to this user (ACL), inside a script or not."""
+    if isinstance(error, NoPermissionError):
+        return True
+    return isinstance(error, redis.ResponseError) and any(
+        refusal in str(error) for refusal in _REFUSALS
+    )
+
+
 class RedisHealth:
-    def __init__(self, redacted_url: str, on_recovered: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        redacted_url: str,
+        on_recovered: Callable[[], None] | None = None,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
         self._url = redacted_url
         self._on_recovered = on_recovered
+        # A command the user may not run: a setting to fix, which waiting never cures.
+        self._on_refused = on_refused
+        self._refused = False
         self._lock = threading.Lock()
         self._down_since: float | None = None
+
+    def refused(self, error: BaseException, where: str) -> None:
+        """Redis refused a command (ACL): say so once, naming it, and let the worker stop."""
+        with self._lock:
+            if self._refused:
+                return
+            self._refused = True
+        log.error(
+            "redis.permission_denied",
+            redis=self._url,
+            where=where,
+            error=str(error),
+            detail="the Redis user lacks a permission coroq needs "
+            "(docs/operations.md#acl-user); the worker stops",
+        )
+        if self._on_refused is not None:
+            self._on_refused(str(error))
 
     @property
     def reachable(self) -> bool:
@@ -93,7 +132,12 @@ class SyncOutages:
         self._health = health
 
     def failed(self, error: redis.RedisError, where: str) -> bool:
-        """Note a failed command; False when the error is not an outage (the caller's)."""
+        """Note a failed command; False when the error is not an outage (the caller's).
+        A command the user may not run stops the worker; meanwhile it is waited on as an
+        outage, so each caller does not log it again."""
+        if permission_refused(error):
+            self._health.refused(error, where)
+            return True
         if not is_transient(error):
             return False
         self._health.failed(error, where=where)
@@ -112,6 +156,9 @@ class SyncOutages:
             try:
                 result = command()
             except redis.RedisError as exc:
+                if permission_refused(exc):
+                    self._health.refused(exc, where)
+                    raise RedisRefused(str(exc)) from exc
                 if not self.failed(exc, where):
                     raise
                 if stop.wait(delay.next_delay()):
@@ -129,7 +176,11 @@ class AsyncOutages:
         self._health = health
 
     async def failed(self, error: redis.RedisError, where: str) -> bool:
-        """Note a failed command; False when the error is not an outage (the caller's)."""
+        """Note a failed command; False when the error is not an outage (the caller's).
+        As `SyncOutages.failed` for a command the user may not run."""
+        if permission_refused(error):
+            self._health.refused(error, where)
+            return True
         if not is_transient(error):
             return False
         self._health.failed(error, where=where)
@@ -155,6 +206,9 @@ class AsyncOutages:
             try:
                 result = await command()
             except redis.RedisError as exc:
+                if permission_refused(exc):
+                    self._health.refused(exc, where)
+                    raise RedisRefused(str(exc)) from exc
                 if not await self.failed(exc, where):
                     raise
                 pause = delay.next_delay()

@@ -36,11 +36,12 @@ from redis.connection import parse_url
 from producer.connection import DEFAULT_REDIS_URL, redact_url
 from producer.errors import CoroqError
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, validate_queue_name
+from producer.redis_urls import SENTINEL_SCHEMES, is_sentinel_url, parse_sentinel_url
 from worker import cpu_affinity
 from worker.schedules import Schedule, ScheduleError, schedule_of
 
 CONFIG_ENV_VAR = "COROQ_CONFIG"
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
 
 
 class ScheduleTable(BaseModel):
@@ -100,9 +101,12 @@ class WorkerSettings(BaseSettings):
     poll_timeout: Annotated[float, Field(gt=0, le=60)] = 10.0
     sync_threads: PositiveInt = 32
     http_max_connections: PositiveInt = 100
-    heartbeat_interval: Annotated[float, Field(gt=0, le=60)] = 5.0
-    heartbeat_ttl: Annotated[float, Field(gt=0, le=600)] = 15.0
-    reaper_interval: Annotated[float, Field(gt=0, le=600)] = 10.0
+    # A lost worker's jobs run again within heartbeat_ttl + reaper_interval (9.5 s), while a
+    # live worker whose beats stall for up to heartbeat_ttl - heartbeat_interval (3.5 s) is
+    # never taken for dead (docs/reliability.md#recovery-time).
+    heartbeat_interval: Annotated[float, Field(gt=0, le=60)] = 3.0
+    heartbeat_ttl: Annotated[float, Field(gt=0, le=600)] = 6.5
+    reaper_interval: Annotated[float, Field(gt=0, le=600)] = 3.0
     retry_base: PositiveFloat = 1.0
     retry_factor: Annotated[float, Field(ge=1)] = 2.0
     retry_cap: PositiveFloat = 300.0
@@ -177,7 +181,10 @@ class WorkerSettings(BaseSettings):
                 f"the URL must start with one of {', '.join(s + '://' for s in REDIS_SCHEMES)}"
             )
         try:
-            parse_url(value)  # type: ignore[no-untyped-call]  # redis-py's own reading
+            if is_sentinel_url(value):
+                parse_sentinel_url(value)
+            else:
+                parse_url(value)  # type: ignore[no-untyped-call]  # redis-py's own reading
         except ValueError as exc:
             # Its messages never repeat the URL, so the password stays out of them.
             raise ValueError(f"not a usable Redis URL: {exc}") from None

@@ -21,14 +21,14 @@ from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from producer.batches import ProgressCallback
+from producer.batches import DEFAULT_DURABLE_TIMEOUT, ProgressCallback
 from producer.cancelling import CancelOutcome
 from producer.cli.common import Prefix, Queue, RedisUrl, app, fail, redis_errors
 from producer.client import Producer
 from producer.connection import DEFAULT_REDIS_URL, redact_url, sync_client
 from producer.durations import parse_duration
 from producer.envelope import JobEnvelope
-from producer.errors import CoroqError, PartialPush, WaitTimeout
+from producer.errors import CoroqError, NotReplicated, PartialPush, WaitTimeout
 from producer.jobfile import read_job_source
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, validate_queue_name
 from producer.schedule import Schedule, make_schedule, parse_at
@@ -143,12 +143,34 @@ def push(
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Do not print the job ids.")] = False,
+    durable: Annotated[
+        bool,
+        typer.Option(
+            "--durable",
+            help="Count a job as pushed only once a replica has it too (WAIT); exit 1 naming "
+            "the jobs no replica confirmed in time.",
+        ),
+    ] = False,
+    durable_timeout: Annotated[
+        float,
+        typer.Option(
+            "--durable-timeout",
+            metavar="SECONDS",
+            min=0.001,
+            help="How long --durable waits for a replica, per batch.",
+        ),
+    ] = DEFAULT_DURABLE_TIMEOUT,
     redis_url: RedisUrl = DEFAULT_REDIS_URL,
     prefix: Prefix = DEFAULT_PREFIX,
 ) -> None:
     """Validate every job in FILES, then push them all; print their ids."""
     options = push_options(delay=delay, at=at, front=front, wait=wait, timeout=timeout)
-    with redis_errors(redis_url), Producer(redis_url, queue=queue, prefix=prefix) as producer:
+    with (
+        redis_errors(redis_url),
+        Producer(
+            redis_url, queue=queue, prefix=prefix, durable_timeout=durable_timeout
+        ) as producer,
+    ):
         with without_cycle_collection():
             try:
                 validate_queue_name(queue)
@@ -158,8 +180,9 @@ def push(
             except CoroqError as exc:
                 raise fail(f"{exc}; nothing was pushed", 2) from None
             ids = _push_jobs(
-                producer, jobs, front=front, options=options, quiet=quiet, redis_url=redis_url
-            )
+                producer, jobs, front=front, options=options, quiet=quiet, redis_url=redis_url,
+                durable=durable,
+            )  # fmt: skip
         if options.wait:
             _wait_for_outcomes(producer, ids, options)
 
@@ -172,13 +195,22 @@ def _push_jobs(
     options: PushOptions,
     quiet: bool,
     redis_url: str,
+    durable: bool = False,
 ) -> list[str]:
     with progress_bar(len(jobs)) as progress:
         producer.redis.ping()  # an unreachable Redis fails here, before anything is sent
         try:
             ids = producer.push_many(
-                jobs, front=front, delay=options.delay, at=options.at, progress=progress
-            )
+                jobs, front=front, delay=options.delay, at=options.at, progress=progress,
+                durable=durable,
+            )  # fmt: skip
+        except NotReplicated as exc:
+            if not quiet:
+                sys.stdout.write("".join(f"{job_id}\n" for job_id in exc.confirmed))
+            for job_id in exc.unconfirmed:
+                typer.echo(f"not confirmed by a replica: {job_id}", err=True)
+            where = f"Redis at {redact_url(redis_url)}"
+            raise fail(f"{where}: {exc} (the ids confirmed are printed on stdout)") from None
         except PartialPush as exc:
             if not quiet:
                 sys.stdout.write("".join(f"{job_id}\n" for job_id in exc.pushed))

@@ -67,7 +67,7 @@ def test_dead_workers_jobs_are_recovered_in_time_over_a_slow_link(
     rng = random.Random()
     late: list[dict[str, Any]] = []
     waited: list[float] = []
-    for trial in range(scaled(12)):
+    for trial in range(scaled(8)):
         ghost, job_id = f"ghost-{trial}-{keys.queue}", f"g{trial:03d}"
         ttl_ms = rng.randint(600, 1400)
         leave_dead_worker(ledger, ghost, job_id, ttl_ms)

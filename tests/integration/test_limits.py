@@ -20,7 +20,7 @@ from producer.keys import QueueKeys
 from tests.conftest import WorkerProcess, wait_for
 from tests.integration.helpers import run_module
 
-# Workers that notice a lost one within seconds (the defaults take up to 25 s).
+# Workers that notice a lost one within about two seconds (the defaults take up to 9.5 s).
 QUICK_RECOVERY = {
     "COROQ_HEARTBEAT_INTERVAL": "0.5",
     "COROQ_HEARTBEAT_TTL": "2",

@@ -7,6 +7,7 @@ down each rule on its own, with timings small enough to run in seconds.
 from __future__ import annotations
 
 import signal
+import time
 
 import orjson
 import redis
@@ -122,6 +123,27 @@ def test_jobs_of_a_sigkilled_worker_run_again_on_another(
     assert (recovered["suspects"], recovered["blamed"]) == (3, 0)
     # Halves of the group lost together: two, then one, each with nothing beside it.
     assert [line["group"] for line in rescuer.events("job.trial")] == [2, 1]
+
+
+def test_with_the_defaults_a_sigkilled_workers_jobs_run_again_within_ten_seconds(
+    start_worker, producer: Producer, redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    """The default heartbeat and reaper settings (docs/reliability.md#recovery-time): 9.5 s
+    at most from the last beat to the recovery; the bound here leaves room for a loaded
+    machine, bench/recovery.py measures the figures."""
+    doomed = start_worker()
+    rescuer = start_worker()
+    job_id = producer.push("tests.nap", 60, "long")
+    wait_for(lambda: record(redis_client, keys, job_id).get("worker") is not None)
+    if record(redis_client, keys, job_id)["worker"] == worker_id(rescuer):
+        doomed, rescuer = rescuer, doomed  # kill the one running it
+    killed_at = time.time()
+    doomed.process.kill()
+    doomed.wait()
+    wait_for(lambda: record(redis_client, keys, job_id).get("attempts") == 2, timeout=20)
+    again = record(redis_client, keys, job_id)
+    assert again["worker"] == worker_id(rescuer)
+    assert float(again["started_at"]) - killed_at < 12.0
 
 
 def test_a_long_job_on_a_live_worker_is_never_taken_from_it(

@@ -851,17 +851,31 @@ def test_nothing_is_taken_while_the_heartbeat_is_not_fresh(
     wait_for(lambda: all_succeeded(redis_client, keys, ["waits"]))
 
 
-def test_no_pop_is_sent_that_could_outlive_the_liveness_keys(
+def test_a_job_popped_once_the_liveness_keys_may_have_lapsed_goes_back_unstarted(
     rig: Rig, redis_client: redis.Redis, queue_name: str, tracker: Tracker
 ) -> None:
-    """Fresh, but with less life left than the pop's safety margin: takes, never a pop."""
+    """A pop may outlast the liveness keys (the worker may be found lost meanwhile): the job
+    it brings then goes back to the queue, unstarted, rather than run where it could also be
+    run by a worker that recovered it."""
     keys = rig.keys[queue_name]
-    rig.liveness = liveness = CountingLiveness(life=0.15, interval=0.1, asked=5)
-    _, seams = rig.consumer(queue_name, poll_timeout=30)
-    assert liveness.asked_enough.wait(10)
-    push_work(redis_client, keys, ["taken-not-popped"])
-    wait_for(lambda: all_succeeded(redis_client, keys, ["taken-not-popped"]), timeout=5)
-    assert seams.calls["pop"] == 0
+    in_pop = threading.Event()
+
+    def lapsing_meanwhile(real: Callable[[], Any], call: ScriptCall | None) -> Any:
+        in_pop.set()
+        raw = real()
+        rig.liveness.life = 0.0  # the beats stalled while the pop waited
+        return raw
+
+    with capture_logs() as logs:
+        rig.consumer(queue_name, poll_timeout=30, faults={"pop": [lapsing_meanwhile]})
+        assert in_pop.wait(10)
+        push_work(redis_client, keys, ["brought-late"])
+        wait_for(lambda: events(logs, "consumer.pop_while_lapsing"))
+        assert redis_client.llen(keys.ready) == 1  # back, unstarted
+        assert tracker.runs() == 0
+        rig.liveness.life = 60.0
+        wait_for(lambda: all_succeeded(redis_client, keys, ["brought-late"]), timeout=15)
+    assert tracker.attempts["brought-late"] == [1]
     rig.stop_consumers()
 
 

@@ -126,9 +126,11 @@ def serve(
         supervisor = Supervisor(settings, child_arguments(sys.argv[1:]), per_child, burst=burst)
         raise typer.Exit(supervisor.run())
     try:
-        Worker(settings, registry, burst=burst).run()
+        summary = Worker(settings, registry, burst=burst).run()
     except CoroqError as exc:
-        raise fail(str(exc), 1) from None
+        raise fail(str(exc), getattr(exc, "exit_code", 1)) from None
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
 
 
 @app.command()

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError
 
 from producer.envelope import new_job_id
 from producer.errors import RedisUnavailable
@@ -53,8 +53,6 @@ SOCKET_TIMEOUT_MARGIN = 5.0
 TAKE_BATCH = 50
 # Redis reads a blocking timeout of 0 as "for ever".
 MIN_BLOCK = 0.001
-# Seconds a blocking pop ends before our liveness keys could lapse at the earliest.
-POP_SAFETY_MARGIN = 0.2
 # How often a consumer waiting for a free slot checks whether it should stop.
 SLOT_WAIT = 0.25
 # How often a consumer of a paused queue looks whether it was resumed (docs/scheduling.md).
@@ -69,9 +67,6 @@ class Liveness(Protocol):
 
     def fresh(self) -> bool:
         """Whether taking a job is safe: the liveness keys outlive the next beat."""
-
-    def remaining_life(self) -> float:
-        """Seconds the liveness keys surely still live."""
 
 
 class Loop(Protocol):
@@ -111,6 +106,7 @@ class ConsumerThread(threading.Thread):
         # In burst mode an empty queue ends the worker, so look again soon.
         self._block_timeout = min(poll_timeout, 0.5) if burst else poll_timeout
         self._client_id: int | None = None  # of our connection, for `wake`
+        self._can_wake = True  # False when the Redis user may not run CLIENT ID
         # Jobs in our processing list that no coroutine holds (a lost take reply, a job whose
         # outcome could not be recorded, a previous life of this worker id) go back.
         self._reconcile = threading.Event()
@@ -255,25 +251,33 @@ class ConsumerThread(threading.Thread):
         if taken.jobs:
             return False, taken.jobs
         # Nothing waits: block until a job is pushed, a delayed job falls due, or it is time
-        # to check again (stop, and delayed jobs pushed by others meanwhile). A pop must end
-        # before our liveness keys could lapse: a worker frozen (SIGSTOP, a VM pause) with a
-        # pop still pending in Redis could be handed a job after its other jobs were
-        # recovered, and keep it from the live workers.
+        # to check again (stop, and delayed jobs pushed by others meanwhile). The pop may
+        # outlast our liveness keys: a worker frozen (SIGSTOP, a VM pause) with a pop still
+        # pending in Redis can be handed a job after it was found lost; the reapers watch a
+        # lost worker's list for a while after (worker.process.housekeeping), so such a job
+        # comes back, and one that reaches us once our keys may have lapsed goes back.
         block = self._block_timeout
-        block = min(block, self._path.heartbeat.remaining_life() - POP_SAFETY_MARGIN)
         if taken.next_due_ms >= 0:
             block = min(block, max(MIN_BLOCK, taken.next_due_ms / 1000 - time.time()))
         if block < MIN_BLOCK:
             self._keep_leases(leases, 0)
             return False, []
-        if self._client_id is None:
-            self._client_id = int(self._queue.client.client_id())
+        if self._client_id is None and self._can_wake:
+            try:
+                self._client_id = int(self._queue.client.client_id())
+            except NoPermissionError:  # a user without CLIENT ID: the pop ends by its timeout
+                self._can_wake = False
         if self._path.stop.is_set():  # `wake` cannot end a pop that is not blocked yet
             self._keep_leases(leases, 0)
             return False, []
         raw = self._queue.pop(block)
         self._idle = raw is None
         self._want(raw is not None)
+        if raw is not None and not self._path.heartbeat.fresh():
+            # Found lost meanwhile, maybe: run here, it could be run elsewhere too.
+            log.warning("consumer.pop_while_lapsing", queue=self.keys.queue)
+            self._give_back(raw)
+            raw = None
         self._keep_leases(leases, 0 if raw is None else 1)
         return True, [] if raw is None else [raw]
 

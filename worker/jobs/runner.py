@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from producer.envelope import compact_json
+from producer.errors import RedisUnavailable
 from worker.context import JobInfo, set_current_job
 from worker.errors import HandlerFailed, JobError, JobTimeout, ResultNotSerializable, WorkerLost
 from worker.jobs.decode import ReceivedJob
@@ -72,6 +73,9 @@ class JobRunner:
             # Outages are waited out; a shutdown may cancel the wait (the jobs stay in the
             # processing list, for this worker's next life or a recovery).
             starts = await self._store.start(batch, token, group)
+        except RedisUnavailable as exc:  # Redis refused the user (ACL): the worker stops
+            log.warning("job.start_refused", queue=batch[0].job.queue, error=str(exc))
+            return  # not started: the jobs stay in the processing list
         except Exception as exc:  # a bug or a reply no waiting cures: not the jobs' fault
             log.exception("job.start_failed", queue=batch[0].job.queue, jobs=len(batch))
             await self._reject_all(batch, exc)

@@ -40,6 +40,7 @@ from worker.jobs.runner import REQUEUE_GIVE_UP_AFTER, JobRunner
 from worker.jobs.running import RunningJobs
 from worker.jobs.slots import Slots
 from worker.metrics import WorkerMetrics, refresh_queue_depths
+from worker.permissions import RedisPermissionsMissing, require_permissions
 from worker.process.heartbeat import HeartbeatThread
 from worker.process.housekeeping import (
     LimitSweeper,
@@ -93,6 +94,8 @@ DEFAULT_PORT_TRIES = 100
 class WorkerStartError(CoroqError):
     """The worker could not start (its metrics port is taken, for one)."""
 
+    exit_code = 1
+
 
 @dataclass(frozen=True, slots=True)
 class ShutdownSummary:
@@ -100,6 +103,7 @@ class ShutdownSummary:
     finished_in_grace: bool
     cancelled: int
     duration_s: float
+    exit_code: int = 0  # 2: stopped by a setting to fix (Redis refused a command)
 
 
 class Worker:
@@ -114,7 +118,10 @@ class Worker:
         self.metrics = WorkerMetrics(known_tasks=registry.names())
         self.metrics.set_in_flight_source(lambda: len(self.running))
         self.metrics.set_loop_lag_source(self._loop_lag)
-        self.health = RedisHealth(settings.redacted_redis_url, self.metrics.redis_reconnect)
+        self.health = RedisHealth(
+            settings.redacted_redis_url, self.metrics.redis_reconnect, self._refused
+        )
+        self._exit_code = 0
         self.notifier = SystemdNotifier.from_environment()
         self._http_server: HealthServer | None = None
         self.loop_thread = EventLoopThread()
@@ -152,6 +159,12 @@ class Worker:
             self.settings.retry_base, self.settings.retry_factor, self.settings.retry_cap
         )
         self._runner = JobRunner(store, self._executor, self._http, backoff, self.metrics)
+        try:
+            keys = [queue.protocol.keys for queue in queues.values()]
+            self.loop_thread.run(require_permissions(self._redis, keys), timeout=10)
+        except RedisPermissionsMissing:
+            self.close()
+            raise
         self.loop_thread.run(
             self._start_housekeeping(self._redis, list(queues.values()), outages), timeout=10
         )
@@ -229,12 +242,16 @@ class Worker:
     ) -> None:
         """Start the periodic loops on the event loop; they run until `close`."""
         await warn_if_redis_may_evict(client, outages)
+        sweeper = LimitSweeper(client, queues)
         self.reaper = Reaper(
             client,
             queues,
             interval=float(self.settings.reaper_interval),
             metrics=self.metrics,
             on_suspects=self._suspects_found,
+            on_recovered=sweeper.sweep_soon,
+            # A pop the lost worker left pending ends within poll_timeout of its sending.
+            watch_lost_for=self.settings.poll_timeout + 1.0,
         )
         cancels = CancelListener(client, [queue.protocol.keys for queue in queues], self.running)
         self._housekeeping.append(asyncio.create_task(cancels.run(), name="cancels"))
@@ -246,7 +263,6 @@ class Worker:
             ]
         )
         self._housekeeping.append(asyncio.create_task(scheduler.run(), name="schedules"))
-        sweeper = LimitSweeper(client, queues, float(self.settings.reaper_interval))
         declaration = UniqueTaskDeclaration(client, queues, self.registry)
         steps = (
             ("reaper", self.reaper.step),
@@ -387,6 +403,11 @@ class Worker:
                 grace_s=self.settings.shutdown_grace,
             )
 
+    def _refused(self, error: str) -> None:
+        """Redis refused a command to our user: no waiting cures that; stop, exit 2."""
+        self._exit_code = 2
+        self.request_shutdown("redis_permission_denied")
+
     def _install_signal_handlers(self) -> None:
         # Python runs signal handlers in the main thread, but the kernel delivers a signal to
         # any thread that does not block it: one that lands on another thread leaves the main
@@ -415,6 +436,7 @@ class Worker:
             finished_in_grace=finished,
             cancelled=cancelled,
             duration_s=round(time.monotonic() - started, 3),
+            exit_code=self._exit_code,
         )
         log.info(
             "worker.stopped",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import Awaitable, Callable, Iterable
 
 import redis
@@ -21,7 +22,7 @@ import structlog
 from producer.keys import workers_key
 from worker.jobs.queues import AsyncQueue, log_recovered
 from worker.metrics import WorkerMetrics
-from worker.redis_health import AsyncOutages
+from worker.redis_health import AsyncOutages, permission_refused
 from worker.registry import TaskRegistry
 
 log = structlog.get_logger()
@@ -29,6 +30,10 @@ log = structlog.get_logger()
 # How often every processing list is also looked for by SCAN, in case its owner's id
 # is missing from the set of workers.
 FULL_SCAN_EVERY = 600.0
+
+# How often every queue's limiters are swept (lapsed permits are swept after a recovery).
+LIMIT_SWEEP_EVERY = 60.0
+SWEEP_AFTER_RECOVERY = 1.0
 
 # How often `cancel_until_done` cancels again the tasks that have not ended.
 CANCEL_AGAIN_EVERY = 0.1
@@ -89,7 +94,8 @@ async def warn_if_redis_may_evict(client: redis.asyncio.Redis, outages: AsyncOut
     try:
         policy = (await client.config_get("maxmemory-policy")).get("maxmemory-policy")
     except redis.RedisError as exc:
-        await outages.failed(exc, where="start")
+        if not permission_refused(exc):  # a user without CONFIG needs none
+            await outages.failed(exc, where="start")
         return  # else CONFIG is disabled, as it often is on managed Redis
     if policy is not None and policy != "noeviction":
         log.warning(
@@ -130,28 +136,51 @@ class UniqueTaskDeclaration:
 
 class LimitSweeper:
     """Hands the permits of limited tasks that lapsed with a lost worker on to the jobs
-    blocked waiting for them (docs/scheduling.md#rate-limits-and-global-concurrency); a
-    permit given up by a job that ends is handed on at once, by the script that ends it."""
+    blocked waiting for them (docs/scheduling.md#rate-limits-and-global-concurrency). A permit
+    given up by a job that ends is handed on at once, by the script that ends it; one that
+    lapses does so with its worker's liveness, so the reaper asks for a sweep of the queue
+    soon after it took a lost worker's jobs back, and every queue is swept now and then."""
 
-    def __init__(self, client: redis.asyncio.Redis, queues: list[AsyncQueue], interval: float):
+    def __init__(self, client: redis.asyncio.Redis, queues: list[AsyncQueue]) -> None:
         self._redis = client
-        self._queues = queues
-        self._interval = interval
+        self._queues = {queue.protocol.keys.queue: queue for queue in queues}
+        self._soon: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     async def step(self) -> float:
-        for queue in self._queues:
-            limiters = await self._redis.hkeys(queue.protocol.keys.limited)
-            for limiter in limiters:
-                name = limiter.decode() if isinstance(limiter, bytes) else str(limiter)
-                moved = int(await queue.run(queue.protocol.unblock(name)))
-                if moved:
-                    log.info(
-                        "limits.unblocked",
-                        queue=queue.protocol.keys.queue,
-                        limiter=name,
-                        count=moved,
-                    )
-        return self._interval
+        for queue in self._queues.values():
+            await self.sweep(queue)
+        return LIMIT_SWEEP_EVERY
+
+    def sweep_soon(self, queue: str) -> None:
+        """Sweep `queue` in a moment: the permits of a lost worker lapse a few milliseconds
+        after its liveness key, whose lapse the reaper saw."""
+        if queue in self._soon:
+            return
+        self._soon.add(queue)
+        asyncio.get_running_loop().call_later(SWEEP_AFTER_RECOVERY, self._sweep_later, queue)
+
+    def _sweep_later(self, queue: str) -> None:
+        self._soon.discard(queue)
+        task = asyncio.create_task(self._sweep_quietly(self._queues[queue]))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _sweep_quietly(self, queue: AsyncQueue) -> None:
+        try:
+            await self.sweep(queue)
+        except redis.RedisError as exc:  # the periodic sweep comes anyway
+            log.info("limits.sweep_failed", queue=queue.protocol.keys.queue, error=str(exc))
+
+    async def sweep(self, queue: AsyncQueue) -> None:
+        limiters = await self._redis.hkeys(queue.protocol.keys.limited)
+        for limiter in limiters:
+            name = limiter.decode() if isinstance(limiter, bytes) else str(limiter)
+            moved = int(await queue.run(queue.protocol.unblock(name)))
+            if moved:
+                log.info(
+                    "limits.unblocked", queue=queue.protocol.keys.queue, limiter=name, count=moved
+                )
 
 
 class Reaper:
@@ -166,21 +195,43 @@ class Reaper:
         interval: float,
         metrics: WorkerMetrics,
         on_suspects: Callable[[str], None],
+        on_recovered: Callable[[str], None] = lambda queue: None,
+        watch_lost_for: float = 0.0,
     ) -> None:
         self._redis = client
         self._queues = queues
         self._interval = interval
         self._metrics = metrics
         self._on_suspects = on_suspects  # wakes this worker's consumer of that queue
+        self._on_recovered = on_recovered  # the jobs' permits lapsed too: sweep the queue
+        # A lost worker may still be handed a job by a pop it left pending in Redis: its list
+        # is looked at this long after it was first found lost and empty.
+        self._watch_lost_for = watch_lost_for
+        self._lost_since: dict[str, float] = {}
         self._prefix = queues[0].protocol.keys.prefix
         self._worker_id = queues[0].protocol.worker_id
 
     async def step(self) -> float:
-        """Recover the jobs of every listed worker that is gone; the regular pass."""
+        """Recover the jobs of every listed worker that is gone; the regular pass. One read
+        of the set of workers, one read of their liveness keys per queue; a recovery call
+        (which checks again, inside Redis) only for those whose key is gone."""
         members = await self._redis.smembers(workers_key(self._prefix))
-        owners = {m.decode() if isinstance(m, bytes) else str(m) for m in members}
-        await self._recover_all(owners)
+        owners = sorted({m.decode() if isinstance(m, bytes) else str(m) for m in members})
+        owners = [owner for owner in owners if owner != self._worker_id]
+        if owners:
+            await self._recover_all(await self._lapsed(owners))
         return self._interval
+
+    async def _lapsed(self, owners: list[str]) -> set[str]:
+        """The owners whose liveness key is gone in one of our queues."""
+        lapsed: set[str] = set()
+        reads = [
+            self._redis.mget([queue.protocol.keys.worker(owner) for owner in owners])
+            for queue in self._queues
+        ]
+        for beats in await asyncio.gather(*reads):
+            lapsed.update(owner for owner, beat in zip(owners, beats, strict=True) if not beat)
+        return lapsed
 
     async def scan_step(self) -> float:
         """Recover the jobs of workers missing from the set of workers, found by SCAN.
@@ -193,8 +244,9 @@ class Reaper:
 
     async def _recover_all(self, owners: set[str]) -> None:
         owners.discard(self._worker_id)
-        for owner in owners:
-            await self._recover(owner)
+        # Together: their script calls share round trips on the loop's pipelined client, so
+        # lost workers watched for a while do not hold up the one that just died.
+        await asyncio.gather(*(self._recover(owner) for owner in owners))
 
     async def _recover(self, owner: str) -> None:
         keep = False
@@ -207,10 +259,17 @@ class Reaper:
                 self._metrics.jobs_recovered(name, found.requeued, found.suspects, found.blamed)
                 if found.suspects:
                     self._on_suspects(name)
+                self._on_recovered(name)
             # Alive, or just emptied (look again next time): forget it only once it is seen
-            # dead and holding nothing, in one read.
+            # dead and holding nothing, in one read, for a while.
             keep = keep or found.alive or found.changed or bool(moved)
+            if found.alive:
+                self._lost_since.pop(owner, None)
+        now = time.monotonic()
+        if not keep and now - self._lost_since.setdefault(owner, now) < self._watch_lost_for:
+            keep = True
         if not keep:
+            self._lost_since.pop(owner, None)
             # Gone, and nothing left to recover in the queues we serve. If it still lives
             # elsewhere, its next beat adds it back.
             await self._redis.srem(workers_key(self._prefix), owner)

@@ -16,8 +16,9 @@ end
 -- `token` identifies the call that counted it (`start_token`), so the same call sent again
 -- after a lost reply counts nothing twice, and only that call can take the start back.
 local function count_start(record, attempt_fields, ttl)
+  local started_at = now_text()  -- before any write: a refused TIME leaves nothing half done
   local attempt = redis.call('HINCRBY', record, 'attempts', 1)
-  redis.call('HSET', record, 'status', STATUS.running, 'started_at', now_text(),
+  redis.call('HSET', record, 'status', STATUS.running, 'started_at', started_at,
     unpack(attempt_fields))
   redis.call('EXPIRE', record, ttl)
   return attempt
