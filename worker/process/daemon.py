@@ -26,7 +26,6 @@ import redis.asyncio
 import structlog
 
 from producer.connection import async_client, sync_client
-from producer.errors import CoroqError
 from producer.keys import QueueKeys
 from worker.cpu_affinity import available_cpus, format_cpu_list
 from worker.jobs.cancels import CancelListener
@@ -51,7 +50,7 @@ from worker.process.housekeeping import (
     run_periodically,
     warn_if_redis_may_evict,
 )
-from worker.process.http_endpoints import HealthServer
+from worker.process.http_endpoints import HealthServer, PortUnavailable, listen
 from worker.process.loop_thread import EventLoopThread, loop_implementation
 from worker.process.scheduler import Scheduler, all_schedules
 from worker.process.sdnotify import SystemdNotifier
@@ -87,14 +86,6 @@ def signals_to_the_main_thread() -> Iterator[None]:
 
 # How long `close` waits for the housekeeping loops to end before it closes their connections.
 HOUSEKEEPING_STOP_WITHIN = 5.0
-# A metrics port left at its default that is taken: the next ones are tried, up to this many.
-DEFAULT_PORT_TRIES = 100
-
-
-class WorkerStartError(CoroqError):
-    """The worker could not start (its metrics port is taken, for one)."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,17 +304,11 @@ class Worker:
             before_scrape=self._read_queue_depths,
         )
         chosen = "metrics_port" in settings.model_fields_set
-        start = self._http_server.start(next_free=0 if chosen else DEFAULT_PORT_TRIES)
         try:
-            self.loop_thread.run(start, timeout=10)
-        except OSError as exc:
+            self.loop_thread.run(listen(self._http_server, port_chosen=chosen), timeout=10)
+        except PortUnavailable:
             self.close()
-            where = f"{settings.metrics_host}:{settings.metrics_port}"
-            tried = "" if chosen else f" or the {DEFAULT_PORT_TRIES} ports after it"
-            raise WorkerStartError(
-                f"cannot serve /metrics on {where}{tried} ({exc.strerror or exc}); set "
-                "metrics_port (COROQ_METRICS_PORT) to a free port, or 0 for none"
-            ) from None
+            raise
         self.heartbeat.metrics_port = self._http_server.port
 
     def _is_live(self) -> tuple[bool, str]:

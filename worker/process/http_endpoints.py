@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from producer.errors import CoroqError
 from worker.metrics import CONTENT_TYPE, WorkerMetrics
 
 log = structlog.get_logger()
@@ -30,6 +31,28 @@ Check = Callable[[], CheckResult]
 
 # Longest a scrape waits for the figures read on demand before answering without them.
 SCRAPE_REFRESH_TIMEOUT = 2.0
+# A port left at its default that is taken: the next ones are tried, up to this many.
+DEFAULT_PORT_TRIES = 100
+
+
+class PortUnavailable(CoroqError):
+    """The worker cannot serve its endpoints (its port is taken): it does not start."""
+
+    exit_code = 1
+
+
+async def listen(server: HealthServer, *, port_chosen: bool) -> None:
+    """Start `server`. A port left at its default that is taken (another worker on this
+    host) gives way to the next free one; a port set on purpose does not."""
+    try:
+        await server.start(next_free=0 if port_chosen else DEFAULT_PORT_TRIES)
+    except OSError as exc:
+        where = f"{server.host}:{server.requested_port}"
+        tried = "" if port_chosen else f" or the {DEFAULT_PORT_TRIES} ports after it"
+        raise PortUnavailable(
+            f"cannot serve /metrics on {where}{tried} ({exc.strerror or exc}); set "
+            "metrics_port (COROQ_METRICS_PORT) to a free port, or 0 for none"
+        ) from None
 
 
 class HealthServer:
@@ -51,6 +74,10 @@ class HealthServer:
         # an idle worker nobody scrapes sends Redis nothing for its metrics.
         self._before_scrape = before_scrape
         self._runner: web.AppRunner | None = None
+
+    @property
+    def requested_port(self) -> int:
+        return self._requested_port
 
     @property
     def port(self) -> int:
