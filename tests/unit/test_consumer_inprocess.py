@@ -871,7 +871,7 @@ def test_a_job_popped_once_the_liveness_keys_may_have_lapsed_goes_back_unstarted
         assert in_pop.wait(10)
         push_work(redis_client, keys, ["brought-late"])
         wait_for(lambda: events(logs, "consumer.pop_while_lapsing"))
-        assert redis_client.llen(keys.ready) == 1  # back, unstarted
+        wait_for(lambda: redis_client.llen(keys.ready) == 1)  # back, unstarted
         assert tracker.runs() == 0
         rig.liveness.life = 60.0
         wait_for(lambda: all_succeeded(redis_client, keys, ["brought-late"]), timeout=15)
