@@ -44,15 +44,53 @@ def pytest_report_header() -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The run on the lowest releases (tests/lowest_versions.py), when its test is selected,
     starts now and goes on beside the other tests; its test, moved last, reads its outcome."""
+    from tests.background_runs import INNER_RUN_ENV
     from tests.lowest_versions import LOWEST_VERSIONS_RUN, LowestVersionsRun
 
+    if config.option.collectonly or os.environ.get(INNER_RUN_ENV):
+        return
+    _fault_suite_beside(config, items)
     lowest = [item for item in items if item.get_closest_marker("lowest_versions")]
-    if not lowest or config.option.collectonly:
+    if not lowest:
         return
     items[:] = [item for item in items if item not in lowest] + lowest
     workdir = Path(tempfile.mkdtemp(prefix="coroq-lowest-"))
     run = config.stash[LOWEST_VERSIONS_RUN] = LowestVersionsRun(workdir).start()
     config.add_cleanup(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    config.add_cleanup(run.stop)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Say where the fault tests went: run beside the others, not skipped."""
+    from tests.background_runs import FAULT_SUITE_RUN
+
+    run = config.stash.get(FAULT_SUITE_RUN, None)
+    if run is not None:
+        _, output = run.outcome(timeout=0)
+        last = output.strip().splitlines()[-1:] or ["(no output)"]
+        terminalreporter.write_line(
+            f"fault-injection suite, run beside the other tests (its tests show as deselected "
+            f"above): {last[0]}"
+        )
+
+
+def _fault_suite_beside(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """When the session holds the fault-injection tests and the test that reads their run
+    (tests/test_fault_suite.py), they run in a pytest of their own, started now, beside the
+    rest; that test, moved last, gives their outcome (tests/background_runs.py)."""
+    from tests.background_runs import FAULT_SUITE_RUN, BackgroundPytest, fault_suite_args
+
+    reader = [item for item in items if item.get_closest_marker("fault_suite")]
+    faults = [
+        item for item in items
+        if item.get_closest_marker("faults") and item not in reader
+    ]  # fmt: skip
+    if not reader or not faults:
+        return
+    config.hook.pytest_deselected(items=faults)
+    items[:] = [item for item in items if item not in faults and item not in reader] + reader
+    run = BackgroundPytest(fault_suite_args([item.nodeid for item in faults])).start()
+    config.stash[FAULT_SUITE_RUN] = run
     config.add_cleanup(run.stop)
 
 

@@ -1,8 +1,8 @@
-"""Housekeeping on the event loop: recovering the jobs of lost workers, and the permits of
-limited tasks they held.
+"""Housekeeping on the event loop: recovering the jobs of lost workers and the permits of
+limited tasks they held, and declaring this worker's unique tasks to the producers.
 
-(Due delayed jobs are promoted by the consumers' take script, and at the due time of each
-retry this worker schedules; see `worker.jobs.consumer` and `worker.jobs.outcomes`.)
+(Due delayed jobs are promoted by the consumers' take script, and at the due times this
+worker knows of; see `worker.jobs.consumer` and `worker.jobs.promoter`.)
 
 Each loop logs and survives its own errors (a Redis outage included) and lets cancellation
 through, so shutdown stops it at once (`cancel_until_done`).
