@@ -119,6 +119,7 @@ class ConsumerThread(threading.Thread):
         # The last blocking pop timed out: the queue was idle, so the next take only
         # promotes due delayed jobs (the pop that follows takes a job, if one came).
         self._idle = False
+        self._look_again = threading.Event()  # `wake` asks for a full look at the queue
         self._paused = False
         self._token_prefix = f"{new_job_id()[:16]}-"
         self._delay = ReconnectDelay()  # between takes that failed
@@ -173,6 +174,8 @@ class ConsumerThread(threading.Thread):
         """
         from producer.connection import sync_client  # noqa: PLC0415 - seldom used
 
+        if not until_stopped:
+            self._look_again.set()
         if self._client_id is None:
             return
         client = sync_client(redis_url, retries=0, socket_timeout=2)
@@ -235,7 +238,11 @@ class ConsumerThread(threading.Thread):
 
     def _take(self, leases: list[Lease]) -> tuple[bool, list[bytes]]:
         self._reconcile_if_needed()
-        taken = self._queue.take(0 if self._idle else len(leases))
+        # After a pop that timed out, a take of none only promotes due delayed jobs; a look at
+        # the suspects asked for by `wake` takes the full look.
+        full_look = not self._idle or self._look_again.is_set()
+        self._look_again.clear()
+        taken = self._queue.take(len(leases) if full_look else 0)
         self._outages.succeeded()  # now, not after a blocking pop of many seconds
         self._suspects = taken.suspects > 0
         self._note_pause(taken.paused)

@@ -17,11 +17,15 @@
 --          anything else: an ordinary take
 -- Returns {due time of the next delayed job in ms or -1, suspects still waiting, 1 when the
 -- queue is paused else 0, job, ...}, oldest job first, each job its raw bytes. A take of none
--- (an idle worker's look after its pop timed out) does not look at the pause: it takes
--- nothing anyway, and a job its next pop takes from a paused queue goes back (start.lua).
+-- (an idle worker's look after its pop timed out) only promotes: it looks neither at the
+-- pause (a job its next pop takes from a paused queue goes back: start.lua) nor at the
+-- suspects (the worker that found them runs them; others see them when they take jobs).
 local taken = {promote_due(KEYS[3], KEYS[1], tonumber(ARGV[1]), ARGV[3]), 0, 0}
 local most = tonumber(ARGV[2])
-if most > 0 and redis.call('EXISTS', KEYS[5]) == 1 then
+if most == 0 then
+  return taken
+end
+if redis.call('EXISTS', KEYS[5]) == 1 then
   taken[3] = 1
   return taken
 end
