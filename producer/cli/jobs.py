@@ -205,19 +205,15 @@ def _push_jobs(
                 durable=durable,
             )  # fmt: skip
         except NotReplicated as exc:
-            if not quiet:
-                sys.stdout.write("".join(f"{job_id}\n" for job_id in exc.confirmed))
-            for job_id in exc.unconfirmed:
-                typer.echo(f"not confirmed by a replica: {job_id}", err=True)
-            where = f"Redis at {redact_url(redis_url)}"
-            raise fail(f"{where}: {exc} (the ids confirmed are printed on stdout)") from None
+            raise _stopped_part_way(
+                exc, exc.confirmed, exc.unconfirmed, "not confirmed by a replica", "confirmed",
+                quiet=quiet, redis_url=redis_url,
+            ) from None  # fmt: skip
         except PartialPush as exc:
-            if not quiet:
-                sys.stdout.write("".join(f"{job_id}\n" for job_id in exc.pushed))
-            for job_id in exc.uncertain:
-                typer.echo(f"maybe pushed: {job_id}", err=True)
-            where = f"Redis at {redact_url(redis_url)}"
-            raise fail(f"{where}: {exc} (the ids pushed are printed on stdout)") from None
+            raise _stopped_part_way(
+                exc, exc.pushed, exc.uncertain, "maybe pushed", "pushed",
+                quiet=quiet, redis_url=redis_url,
+            ) from None  # fmt: skip
     if not quiet:
         sys.stdout.write("".join(f"{job_id}\n" for job_id in ids))
         sys.stdout.flush()  # the ids are out before a --wait begins
@@ -237,6 +233,26 @@ def _push_jobs(
     also = f" ({len(duplicates)} duplicate(s) not pushed)" if duplicates else ""
     typer.echo(f"pushed {pushed} job(s) to queue {producer.queue}{due}{also}", err=True)
     return ids
+
+
+def _stopped_part_way(
+    error: Exception,
+    done: list[str],
+    unsure: list[str],
+    unsure_label: str,
+    done_label: str,
+    *,
+    quiet: bool,
+    redis_url: str,
+) -> typer.Exit:
+    """A push that stopped part-way: the ids that went in on stdout, the others on stderr,
+    and the exit (1) that says so."""
+    if not quiet:
+        sys.stdout.write("".join(f"{job_id}\n" for job_id in done))
+    for job_id in unsure:
+        typer.echo(f"{unsure_label}: {job_id}", err=True)
+    where = f"Redis at {redact_url(redis_url)}"
+    return fail(f"{where}: {error} (the ids {done_label} are printed on stdout)")
 
 
 def _wait_for_outcomes(producer: Producer, ids: list[str], options: PushOptions) -> None:
