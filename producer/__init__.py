@@ -6,6 +6,7 @@ from producer.client import Producer
 from producer.envelope import JobEnvelope
 from producer.errors import (
     CoroqError,
+    DurableUnsupported,
     InvalidJob,
     InvalidSchedule,
     JobFailed,
@@ -25,6 +26,7 @@ __all__ = [
     "CancelOutcome",
     "Cancelled",
     "CoroqError",
+    "DurableUnsupported",
     "Group",
     "InvalidJob",
     "InvalidSchedule",

@@ -33,8 +33,9 @@ from producer.batches import (
 )
 from producer.cancelling import Cancelled, cancel_steps
 from producer.completions import CompletionListener, WaitForAll
-from producer.connection import DEFAULT_REDIS_URL, async_client
+from producer.connection import DEFAULT_REDIS_URL, async_client, is_cluster_client
 from producer.envelope import JobEnvelope
+from producer.errors import DurableUnsupported
 from producer.futures import AsyncJob, callbacks_of
 from producer.groups import Call, Group, plan_group
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys
@@ -137,6 +138,11 @@ class AsyncProducer(ProducerBase):
         durable: bool = False,
     ) -> list[str]:
         keys = self.keys_for(queue)
+        if durable and is_cluster_client(self.redis):
+            raise DurableUnsupported(
+                "durable pushes are not available on a Redis Cluster (its WAIT cannot reach "
+                "the shard of the queue); use Sentinel or a primary with replicas"
+            )
         pushed: list[str] = []
         batches = plan_batches(
             envelopes,

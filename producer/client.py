@@ -33,8 +33,9 @@ from producer.batches import (
 from producer.cancelling import Cancelled, cancel_steps
 from producer.completions import WaitForAll
 from producer.completions_thread import ThreadCompletionListener
-from producer.connection import DEFAULT_REDIS_URL, sync_client
+from producer.connection import DEFAULT_REDIS_URL, is_cluster_client, sync_client
 from producer.envelope import JobEnvelope
+from producer.errors import DurableUnsupported
 from producer.futures import Job, callbacks_of
 from producer.groups import Call, Group, plan_group
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, QueueKeys
@@ -159,6 +160,11 @@ class Producer(ProducerBase):
         durable: bool = False,
     ) -> list[str]:
         keys = self.keys_for(queue)
+        if durable and is_cluster_client(self.redis):
+            raise DurableUnsupported(
+                "durable pushes are not available on a Redis Cluster (its WAIT cannot reach "
+                "the shard of the queue); use Sentinel or a primary with replicas"
+            )
         pushed: list[str] = []
         batches = plan_batches(
             envelopes,

@@ -8,8 +8,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.connection
 import redis.asyncio.sentinel
+import redis.cluster
 import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -20,7 +22,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.utils import HIREDIS_AVAILABLE
 
-from producer.redis_urls import SentinelUrl, is_sentinel_url, parse_sentinel_url
+from producer.redis_urls import (
+    SentinelUrl,
+    is_cluster_url,
+    is_sentinel_url,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 # Seconds a sentinel has to answer where the primary is before the next one is asked.
@@ -88,6 +96,19 @@ def sync_client(url: str, *, retries: int = 3, socket_timeout: float | None = 10
         "socket_connect_timeout": 5.0,
         "health_check_interval": 30,
     }
+    if is_cluster_url(url):
+        cluster = parse_cluster_url(url)
+        return redis.cluster.RedisCluster(  # type: ignore[return-value]  # the same commands
+            startup_nodes=[
+                redis.cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call]
+                for host, port in cluster.nodes
+            ],
+            username=cluster.username,
+            password=cluster.password,
+            ssl=cluster.tls,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=5.0,
+        )
     if is_sentinel_url(url):
         target = parse_sentinel_url(url)
         sentinel = redis.sentinel.Sentinel(
@@ -98,6 +119,11 @@ def sync_client(url: str, *, retries: int = 3, socket_timeout: float | None = 10
         )
         return client
     return redis.Redis.from_url(url, **options)
+
+
+def is_cluster_client(client: object) -> bool:
+    """Whether the client speaks to a Redis Cluster."""
+    return isinstance(client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster)
 
 
 def _sentinel_options(target: SentinelUrl) -> dict[str, Any]:
@@ -134,6 +160,18 @@ def async_client(
         "socket_connect_timeout": 5.0,
         "health_check_interval": 30,
     }
+    if is_cluster_url(url):
+        cluster = parse_cluster_url(url)
+        return redis.asyncio.cluster.RedisCluster(  # type: ignore[return-value]
+            startup_nodes=[
+                redis.asyncio.cluster.ClusterNode(host, port) for host, port in cluster.nodes
+            ],
+            username=cluster.username,
+            password=cluster.password,
+            ssl=cluster.tls,
+            socket_timeout=10.0,
+            socket_connect_timeout=5.0,
+        )
     if is_sentinel_url(url):
         target = parse_sentinel_url(url)
         sentinel = redis.asyncio.sentinel.Sentinel(

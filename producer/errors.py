@@ -103,6 +103,10 @@ class NotReplicated(CoroqError):
         )
 
 
+class DurableUnsupported(CoroqError, ValueError):
+    """A durable push where Redis cannot confirm it (a Cluster): nothing was pushed."""
+
+
 class InvalidSchedule(CoroqError, ValueError):
     """A delay or start time that cannot be used: negative, without a UTC offset, both at once,
     or combined with a push to the front."""

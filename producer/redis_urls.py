@@ -1,4 +1,5 @@
-"""Redis URLs beyond redis-py's own: Sentinel (`redis+sentinel://`).
+"""Redis URLs beyond redis-py's own: Sentinel (`redis+sentinel://`) and Cluster
+(`redis+cluster://`).
 
 `redis://`, `rediss://` (TLS: `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`, `ssl_cert_reqs` as
 query parameters) and `unix://` are read by redis-py itself. A Sentinel URL names the
@@ -8,7 +9,10 @@ failover (docs/operations.md#redis-sentinel):
     redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?sentinel_password=...]
 
 The credentials are the data nodes' (the primary's); sentinels that want a password of their
-own take `sentinel_password` (and `sentinel_username`).
+own take `sentinel_password` (and `sentinel_username`). A Cluster URL names some of its nodes;
+the client learns the others and which serves which slot (docs/operations.md#redis-cluster):
+
+    redis+cluster://[user:password@]host:port[,host:port...]
 """
 
 from __future__ import annotations
@@ -32,6 +36,43 @@ class SentinelUrl:
     tls: bool = False
 
 
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterUrl:
+    nodes: list[tuple[str, int]]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
+
+
+def parse_cluster_url(url: str) -> ClusterUrl:
+    """Read a Cluster URL; ValueError naming what is wrong (never repeating a password)."""
+    parts = urlsplit(url)
+    username, password, hosts = _credentials(parts.netloc)
+    nodes = [_address(text, 6379) for text in hosts.split(",") if text.strip()]
+    if not nodes:
+        raise ValueError("a Cluster URL names at least one node: redis+cluster://host:port")
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError("a Cluster has only database 0: nothing may follow the nodes")
+    if parts.query:
+        raise ValueError("a Cluster URL takes no parameters")
+    return ClusterUrl(nodes, username, password, parts.scheme.lower().startswith("rediss"))
+
+
+def _credentials(netloc: str) -> tuple[str | None, str | None, str]:
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        return None, None, hosts
+    user, colon, secret = userinfo.partition(":")
+    return unquote(user) or None, unquote(secret) if colon else None, hosts
+
+
 def is_sentinel_url(url: str) -> bool:
     return url.partition("://")[0].lower() in SENTINEL_SCHEMES
 
@@ -39,13 +80,8 @@ def is_sentinel_url(url: str) -> bool:
 def parse_sentinel_url(url: str) -> SentinelUrl:
     """Read a Sentinel URL; ValueError naming what is wrong (never repeating a password)."""
     parts = urlsplit(url)
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    sentinels = [_address(text) for text in hosts.split(",") if text.strip()]
+    username, password, hosts = _credentials(parts.netloc)
+    sentinels = [_address(text, DEFAULT_SENTINEL_PORT) for text in hosts.split(",") if text.strip()]
     if not sentinels:
         raise ValueError(
             "a Sentinel URL names at least one sentinel: redis+sentinel://host:port/service"
@@ -74,10 +110,10 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     )
 
 
-def _address(text: str) -> tuple[str, int]:
+def _address(text: str, default_port: int) -> tuple[str, int]:
     host, colon, port = text.strip().rpartition(":")
     if not colon:
-        return text.strip(), DEFAULT_SENTINEL_PORT
+        return text.strip(), default_port
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"not a sentinel address: {text.strip()!r} (host:port)")
+        raise ValueError(f"not a node address: {text.strip()!r} (host:port)")
     return host.strip("[]"), int(port)

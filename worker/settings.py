@@ -36,12 +36,19 @@ from redis.connection import parse_url
 from producer.connection import DEFAULT_REDIS_URL, redact_url
 from producer.errors import CoroqError
 from producer.keys import DEFAULT_PREFIX, DEFAULT_QUEUE, validate_queue_name
-from producer.redis_urls import SENTINEL_SCHEMES, is_sentinel_url, parse_sentinel_url
+from producer.redis_urls import (
+    CLUSTER_SCHEMES,
+    SENTINEL_SCHEMES,
+    is_cluster_url,
+    is_sentinel_url,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 from worker import cpu_affinity
 from worker.schedules import Schedule, ScheduleError, schedule_of
 
 CONFIG_ENV_VAR = "COROQ_CONFIG"
-REDIS_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
+REDIS_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES, *CLUSTER_SCHEMES)
 
 
 class ScheduleTable(BaseModel):
@@ -183,6 +190,8 @@ class WorkerSettings(BaseSettings):
         try:
             if is_sentinel_url(value):
                 parse_sentinel_url(value)
+            elif is_cluster_url(value):
+                parse_cluster_url(value)
             else:
                 parse_url(value)  # type: ignore[no-untyped-call]  # redis-py's own reading
         except ValueError as exc:

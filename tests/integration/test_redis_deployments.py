@@ -13,7 +13,7 @@ import redis
 
 from producer import Producer, call
 from producer.keys import QueueKeys
-from producer.redis_urls import parse_sentinel_url
+from producer.redis_urls import parse_cluster_url, parse_sentinel_url
 from tests.conftest import REPO_ROOT, WorkerProcess
 from tests.integration.helpers import run_module
 from tests.topologies import TlsRedis, TlsUnsupported
@@ -147,14 +147,17 @@ def test_a_permission_missing_stops_the_worker_with_one_line_naming_it(
     [
         ("redis+sentinel:///mymaster", "at least one sentinel"),
         ("redis+sentinel://h:26379", "ends with /service"),
-        ("redis+sentinel://h:99999/s", "not a sentinel address"),
+        ("redis+sentinel://h:99999/s", "not a node address"),
         ("redis+sentinel://h:1/s/zero", "is a number"),
         ("redis+sentinel://h:1/s?colour=red", "unknown Sentinel URL parameter"),
+        ("redis+cluster://", "at least one node"),
+        ("redis+cluster://h:1/3", "only database 0"),
+        ("redis+cluster://h:1?x=1", "takes no parameters"),
     ],
 )
-def test_a_bad_sentinel_url_is_named(url: str, problem: str) -> None:
+def test_a_bad_deployment_url_is_named(url: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
-        parse_sentinel_url(url)
+        (parse_cluster_url if "cluster" in url else parse_sentinel_url)(url)
     refused = run_module("worker", "check", env={"COROQ_REDIS_URL": url})
     assert refused.returncode == 2
     assert problem in refused.stderr
@@ -170,5 +173,5 @@ def test_a_sentinel_url_is_read_whole() -> None:
 
 def test_docs_name_the_deployment_urls() -> None:
     text = Path(OPERATIONS).read_text()
-    for scheme in ("rediss://", "redis+sentinel://", "unix://"):
+    for scheme in ("rediss://", "redis+sentinel://", "redis+cluster://", "unix://"):
         assert scheme in text

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import structlog
 from redis.exceptions import NoPermissionError, RedisError
 
+from producer.connection import is_cluster_client
 from producer.envelope import new_job_id
 from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
@@ -106,7 +107,9 @@ class ConsumerThread(threading.Thread):
         # In burst mode an empty queue ends the worker, so look again soon.
         self._block_timeout = min(poll_timeout, 0.5) if burst else poll_timeout
         self._client_id: int | None = None  # of our connection, for `wake`
-        self._can_wake = True  # False when the Redis user may not run CLIENT ID
+        # False when the Redis user may not run CLIENT ID, or on a Cluster (CLIENT UNBLOCK
+        # would reach a node at random): the pop then ends by its timeout.
+        self._can_wake = not is_cluster_client(queue.client)
         # Jobs in our processing list that no coroutine holds (a lost take reply, a job whose
         # outcome could not be recorded, a previous life of this worker id) go back.
         self._reconcile = threading.Event()
