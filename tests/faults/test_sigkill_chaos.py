@@ -14,11 +14,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 
+from producer.connection import sync_client
+from producer.keys import QueueKeys
 from tests.conftest import wait_for
 from tests.faults.ledger import Ledger
 from tests.faults.processes import FaultWorker, WorkerLauncher
 from tests.faults.scale import scaled, timeout_for
+from tests.topologies import RedisCluster
 
 CONCURRENCY = 20
 # Every start counts as an attempt, kills included (DESIGN §3, poison jobs). A job caught by
@@ -146,3 +150,27 @@ def test_two_workers_killed_at_random_moments_lose_no_job(
     run_chaos(
         ledger, make_launcher, record_property, test="sigkill_chaos_2_workers", workers_at_once=2
     )
+
+
+@pytest.mark.timeout(timeout_for(240))
+def test_two_workers_killed_at_random_moments_on_a_cluster_lose_no_job(
+    keys: QueueKeys,
+    redis_client: redis.Redis,
+    make_launcher: Callable[..., WorkerLauncher],
+    record_property: Callable[[str, Any], None],
+) -> None:
+    """The same chaos on a 3-shard Redis Cluster (docs/operations.md#redis-cluster): the
+    queue on one of its shards, the ledger on the session's Redis."""
+    with RedisCluster() as cluster:
+        queue_client = sync_client(cluster.url)
+        try:
+            ledger = Ledger(queue_client, keys, redis_client, f"faults:{keys.queue}")
+            run_chaos(
+                ledger,
+                lambda **options: make_launcher(redis_url=cluster.url, **options),
+                record_property,
+                test="sigkill_chaos_cluster",
+                workers_at_once=2,
+            )
+        finally:
+            queue_client.close()
