@@ -16,6 +16,7 @@ from producer import CoroqError, Producer
 from producer.connection import sync_client
 from producer.keys import QueueKeys
 from tests.conftest import WorkerProcess, wait_for
+from tests.faults.scale import scaled, timeout_for
 from tests.integration.helpers import run_module
 from tests.topologies import RedisCluster, slot_of
 
@@ -116,13 +117,14 @@ def test_a_slot_moved_under_load_loses_no_job(
 
     pusher = threading.Thread(target=push_steadily, daemon=True)
     pusher.start()
-    wait_for(lambda: len(pushed) >= 100, timeout=20)
+    wait_for(lambda: len(pushed) >= scaled(100), timeout=timeout_for(20))
     source = cluster.node_for_slot(slot)
     target = next(port for _, port in cluster.startup_nodes if port != source[1])
     cluster.migrate_slot(slot, target)
     assert cluster.node_for_slot(slot)[1] == target
     count = len(pushed)
-    wait_for(lambda: len(pushed) >= count + 100, timeout=20)  # pushes go on, to the new owner
+    # Pushes go on, to the new owner.
+    wait_for(lambda: len(pushed) >= count + scaled(100), timeout=timeout_for(20))
     stop.set()
     pusher.join(10)
     ids = list(pushed)

@@ -17,6 +17,7 @@ from producer import CoroqError, NotReplicated, Producer
 from producer.connection import sync_client
 from producer.keys import QueueKeys
 from tests.conftest import WorkerProcess, wait_for
+from tests.faults.scale import scaled, timeout_for
 from tests.integration.helpers import run_module
 from tests.topologies import SentinelSet
 
@@ -70,13 +71,13 @@ def run_through(
     worker = start_worker("--concurrency", "8", env={"COROQ_REDIS_URL": sentinels.url})
     pusher = DurablePusher(sentinels.url, keys.queue)
     pusher.start()
-    wait_for(lambda: len(pusher.acknowledged) >= 50, timeout=20)
+    wait_for(lambda: len(pusher.acknowledged) >= scaled(50), timeout=timeout_for(20))
     old_primary = sentinels.primary_address()
     change_primary()
     assert sentinels.primary_address() != old_primary
     after = len(pusher.acknowledged)
     if replica_left:  # the old primary follows the new one: durable pushes go on
-        wait_for(lambda: len(pusher.acknowledged) >= after + 50, timeout=30)
+        wait_for(lambda: len(pusher.acknowledged) >= after + scaled(50), timeout=timeout_for(30))
     else:  # no replica is left to confirm a durable push: they are refused, none lost
         refused = pusher.refused
         wait_for(lambda: pusher.refused > refused + 3, timeout=30)
