@@ -204,10 +204,12 @@ class Reaper:
         self._metrics = metrics
         self._on_suspects = on_suspects  # wakes this worker's consumer of that queue
         self._on_recovered = on_recovered  # the jobs' permits lapsed too: sweep the queue
-        # A lost worker may still be handed a job by a pop it left pending in Redis: its list
-        # is looked at this long after it was first found lost and empty.
+        # A lost worker of our queues may still be handed a job by a pop it left pending in
+        # Redis: its list is looked at this long after it was first found lost and empty.
+        # Workers never seen alive in our queues (they serve others) are not watched.
         self._watch_lost_for = watch_lost_for
         self._lost_since: dict[str, float] = {}
+        self._seen_alive: set[str] = set()
         self._prefix = queues[0].protocol.keys.prefix
         self._worker_id = queues[0].protocol.worker_id
 
@@ -230,7 +232,11 @@ class Reaper:
             for queue in self._queues
         ]
         for beats in await asyncio.gather(*reads):
-            lapsed.update(owner for owner, beat in zip(owners, beats, strict=True) if not beat)
+            for owner, beat in zip(owners, beats, strict=True):
+                if beat:
+                    self._seen_alive.add(owner)
+                else:
+                    lapsed.add(owner)
         return lapsed
 
     async def scan_step(self) -> float:
@@ -266,10 +272,11 @@ class Reaper:
             if found.alive:
                 self._lost_since.pop(owner, None)
         now = time.monotonic()
-        if not keep and now - self._lost_since.setdefault(owner, now) < self._watch_lost_for:
-            keep = True
+        if not keep and owner in self._seen_alive:
+            keep = now - self._lost_since.setdefault(owner, now) < self._watch_lost_for
         if not keep:
             self._lost_since.pop(owner, None)
+            self._seen_alive.discard(owner)
             # Gone, and nothing left to recover in the queues we serve. If it still lives
             # elsewhere, its next beat adds it back.
             await self._redis.srem(workers_key(self._prefix), owner)
