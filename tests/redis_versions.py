@@ -9,6 +9,7 @@ put first on PATH, through a directory of its own that holds only it.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -63,6 +64,7 @@ def put_first_on_path() -> str | None:
     if binary is None:
         return None
     folder = Path(tempfile.mkdtemp(prefix="coroq-redis-bin-"))
+    atexit.register(shutil.rmtree, folder, True)  # ignore_errors
     (folder / "redis-server").symlink_to(binary)
     cli = Path(binary).with_name("redis-cli")
     if cli.is_file():
