@@ -45,6 +45,7 @@ if str(REPO_ROOT) not in sys.path:  # run as `python bench/cluster.py`
 import orjson  # noqa: E402
 import redis  # noqa: E402
 
+from bench.worker_processes import spawn_worker, stop_workers  # noqa: E402
 from producer import JobEnvelope, Producer  # noqa: E402
 from producer.keys import QueueKeys  # noqa: E402
 from tests.topologies import RedisCluster, slot_of  # noqa: E402
@@ -90,36 +91,15 @@ class Drain:
 
 
 def start_worker(url: str, drain: Drain, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
+    settings = {
         "COROQ_TASKS": "bench.tasks",
         "COROQ_REDIS_URL": url,
         "COROQ_QUEUES": drain.keys.queue,
         "COROQ_WORKER_ID": drain.worker_id,
         "COROQ_CONCURRENCY": "100",
         "COROQ_LOG_LEVEL": "warning",
-        "COROQ_LOG_FORMAT": "json",
-        "COROQ_METRICS_PORT": "0",
     }
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-def stop(workers: list[subprocess.Popen[bytes]]) -> list[int]:
-    """SIGTERM drains a worker; one still running after 30 s is killed. Returns exit codes."""
-    for worker in workers:
-        if worker.poll() is None:
-            worker.terminate()
-    for worker in workers:
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-    return [worker.returncode for worker in workers]
+    return spawn_worker(settings, log)
 
 
 def wait_until(
@@ -160,12 +140,12 @@ def measure(
         for drain in drains:  # wakes the worker's blocked pop at once
             drain.client.rename(drain.held, drain.keys.ready)
         wait_until(lambda: all([drain.poll() for drain in drains]), workers, logs)
-        for drain, log, code in zip(drains, logs, stop(workers), strict=True):
+        for drain, log, code in zip(drains, logs, stop_workers(workers), strict=True):
             dead, warnings = drain.client.llen(drain.keys.dead), warning_lines(log)
             if code != 0 or dead or warnings:
                 problems.append(f"{drain.keys.queue}: exit {code}, dead {dead}, warned {warnings}")
     finally:
-        stop(workers)  # a no-op once they exited: here for the error paths
+        stop_workers(workers)  # a no-op once they exited: here for the error paths
         for drain in drains:
             drain.client.close()
     spans = [(drain.started or 0.0, drain.ended or 0.0) for drain in drains]  # all set by now

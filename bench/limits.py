@@ -44,6 +44,7 @@ if str(REPO_ROOT) not in sys.path:  # run as `python bench/limits.py`
 
 import orjson  # noqa: E402
 
+from bench.worker_processes import spawn_worker, stop_workers  # noqa: E402
 from producer import JobEnvelope, Producer  # noqa: E402
 from worker.cli.local_redis import RedisServerProcess  # noqa: E402
 
@@ -71,34 +72,14 @@ def tasks_module_text(rate: int, keys: int) -> str:
 def start_worker(
     url: str, queue: str, concurrency: int, tasks_dir: Path, log: Path
 ) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
+    settings = {
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(tasks_dir)]),
         "COROQ_TASKS": TASKS_MODULE,
         "COROQ_REDIS_URL": url,
         "COROQ_QUEUES": queue,
-        "COROQ_LOG_FORMAT": "json",
-        "COROQ_METRICS_PORT": "0",
         "COROQ_CONCURRENCY": str(concurrency),
     }
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-def stop(workers: list[subprocess.Popen[bytes]]) -> list[int]:
-    """SIGTERM drains a worker; one still running after 30 s is killed. Returns exit codes."""
-    for worker in workers:
-        if worker.poll() is None:
-            worker.terminate()
-    for worker in workers:
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-    return [worker.returncode for worker in workers]
+    return spawn_worker(settings, log)
 
 
 def most_in_window(starts_us: list[int], width_us: int) -> tuple[int, int]:
@@ -174,7 +155,7 @@ def main() -> None:
                 workers.append(start_worker(server.url, queue, args.concurrency, tasks_dir, log))
             records = producer.wait(ids, timeout=timeout)
         finally:
-            exit_codes = stop(workers)
+            exit_codes = stop_workers(workers)
             producer.close()
         problems = log_problems(logs)
     starts_by_limiter: defaultdict[str, list[float]] = defaultdict(list)

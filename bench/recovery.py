@@ -29,7 +29,6 @@ writes JSON (bench/results/recovery.json). Nothing here asserts a timing.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import subprocess
 import sys
@@ -47,6 +46,7 @@ if str(REPO_ROOT) not in sys.path:  # run as `python bench/recovery.py`
 import orjson  # noqa: E402
 import redis  # noqa: E402
 
+from bench.worker_processes import spawn_worker  # noqa: E402
 from producer import Producer  # noqa: E402
 from producer.keys import QueueKeys  # noqa: E402
 from producer.statuses import FINAL_STATUSES, JobStatus  # noqa: E402
@@ -79,19 +79,12 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 def start_worker(url: str, queue: str, log: Path) -> subprocess.Popen[bytes]:
     # No COROQ_HEARTBEAT_* nor COROQ_REAPER_INTERVAL: the defaults are what is measured.
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
+    settings = {
         "COROQ_TASKS": "tests.tasks",
         "COROQ_REDIS_URL": url,
         "COROQ_QUEUES": queue,
-        "COROQ_LOG_FORMAT": "json",
-        "COROQ_METRICS_PORT": "0",
     }
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    return spawn_worker(settings, log)
 
 
 def wait_started(process: subprocess.Popen[bytes], log: Path) -> str:
