@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -150,19 +149,20 @@ def test_per_key_limits_keep_one_tenant_from_starving_the_others(
     noisy_ends = sorted(float(r["finished_at"]) for r in noisy_runs)
     assert max(float(r["finished_at"]) for r in quiet_runs) < noisy_ends[len(noisy_ends) // 2]
     # Nothing waits or runs: the limiters' keys are gone (the rate keys once their time passed).
-    time.sleep(3)
-    assert limiter_keys(redis_client, keys) == []
+    wait_for(lambda: limiter_keys(redis_client, keys) == [], timeout=5)
 
 
 def test_a_job_over_its_limit_holds_no_slot(
     producer: Producer,
+    redis_client: redis.Redis,
+    keys: QueueKeys,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
-    """A worker of one slot: the blocked jobs of a limited task do not keep it from running
-    the others."""
+    """A worker of three slots: the blocked jobs of a limited task (two running, two
+    waiting for them) do not keep it from running the others."""
     start_worker("--concurrency", "3")
     slow = [producer.push("tests.two_at_a_time", 1.0) for _ in range(4)]
-    time.sleep(0.3)
+    wait_for(lambda: redis_client.llen(keys.blocked("tests.two_at_a_time")) == 2, timeout=10)
     quick = [producer.push("tests.add", 1, 2) for _ in range(5)]
     quick_runs = records(producer, quick, timeout=10)
     slow_runs = records(producer, slow)
