@@ -13,6 +13,7 @@
 | `{prefix}:{Q}:settling`          | set        | ended jobs whose dependents await settling    |
 | `{prefix}:{Q}:paused`            | string     | set while the queue is paused (when, epoch s) |
 | `{prefix}:{Q}:schedules`         | hash       | periodic tasks: next tick, spec, last tick     |
+| `{prefix}:{Q}:history`           | hash + TTL | jobs succeeded and failed per minute, 61 min  |
 | `{prefix}:{Q}:unique:<key>`      | str + TTL  | id of the job holding the unique key          |
 | `{prefix}:{Q}:worker:<wid>`      | str + TTL  | heartbeat of a worker serving queue Q         |
 | `{prefix}:workers`               | set        | worker ids, for listing                       |
@@ -121,6 +122,12 @@ class QueueKeys:
     def schedules(self) -> str:
         """Per periodic task: its next tick, how it ticks, its last tick (docs/scheduling.md)."""
         return f"{self.base}:schedules"
+
+    @property
+    def history(self) -> str:
+        """Jobs that succeeded and that ended dead, per minute, over the last hour
+        (producer/history.py)."""
+        return f"{self.base}:history"
 
     @property
     def paused(self) -> str:

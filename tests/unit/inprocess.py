@@ -23,6 +23,7 @@ from producer.scripts import ScriptCall, SyncScripts
 from worker import Backoff, Fail, Retry, current_job, task
 from worker.jobs.protocol import WORKER_SCRIPTS, QueueProtocol
 from worker.jobs.queues import AsyncQueue, SyncQueue
+from worker.jobs.throughput import ThroughputCounter
 from worker.registry import TaskRegistry, specs_in_module
 from worker.settings import WorkerSettings
 
@@ -205,6 +206,16 @@ def dead_entries(client: redis.Redis, keys: QueueKeys) -> list[dict[str, Any]]:
 
 def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [line for line in logs if line.get("event") == name]
+
+
+def counted_outcomes(counter: ThroughputCounter, queue: str) -> dict[str, int]:
+    """What `counter` counted for `queue`'s throughput history, by outcome, whatever the
+    minute (taken: the counter starts again from nothing)."""
+    found: dict[str, int] = {}
+    for (counted_queue, _, outcome), count in counter.take().items():
+        assert counted_queue == queue
+        found[outcome] = found.get(outcome, 0) + count
+    return found
 
 
 # -- failures at the seams of the consumer's Redis calls --------------------------------------

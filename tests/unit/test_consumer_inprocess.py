@@ -32,6 +32,7 @@ from tests.unit.inprocess import (
     SeamQueue,
     Tracker,
     blocked_in_pop,
+    counted_outcomes,
     dead_entries,
     events,
     job,
@@ -54,6 +55,7 @@ from worker.jobs.queues import SyncQueue, pipelined_worker_scripts
 from worker.jobs.runner import JobRunner
 from worker.jobs.running import RunningJob, RunningJobs
 from worker.jobs.slots import Slots
+from worker.jobs.throughput import ThroughputCounter
 from worker.metrics import WorkerMetrics
 from worker.process.loop_thread import EventLoopThread
 from worker.redis_health import AsyncOutages, RedisHealth, SyncOutages
@@ -105,7 +107,10 @@ class Rig:
             for queue in queues
         }
         store = OutcomeStore(self.async_queues, AsyncOutages(self.async_redis, self.health))
-        self.runner = JobRunner(store, self.executor, self.http, Backoff(10, 2, 10), self.metrics)
+        self.throughput = ThroughputCounter()  # shared by the runner and the consumers
+        self.runner = JobRunner(
+            store, self.executor, self.http, Backoff(10, 2, 10), self.metrics, self.throughput
+        )
         self.consumers: list[ConsumerThread] = []
         self._clients: list[redis.Redis] = []
 
@@ -145,6 +150,7 @@ class Rig:
             heartbeat=self.liveness,  # type: ignore[arg-type]  # what the consumer asks of it
             metrics=self.metrics,
             stop=self.stop,
+            throughput=self.throughput,
         )
         consumer = ConsumerThread(
             seams,
@@ -471,6 +477,8 @@ def test_bad_input_is_dead_lettered_uncounted_and_every_lease_comes_back(
     assert len(events(logs, "job.dead")) == len(bad)
     assert_queue_empty(redis_client, rig, queue_name)
     assert rig.slots.in_use == 0
+    # Dead-lettered by the consumer thread, counted for the history like any dead job.
+    assert counted_outcomes(rig.throughput, queue_name) == {"failed": len(bad), "ok": 4}
 
 
 def test_failing_jobs_give_their_lease_back(
@@ -521,6 +529,7 @@ def test_an_error_at_start_that_is_not_an_outage_dead_letters_the_batch(
     assert {entry["reason"] for entry in dead_entries(redis_client, keys)} == {"worker_error"}
     assert tracker.runs() == 0
     assert events(logs, "job.start_failed")
+    assert counted_outcomes(rig.throughput, queue_name) == {"failed": 2}
     assert_queue_empty(redis_client, rig, queue_name)
 
 

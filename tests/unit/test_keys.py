@@ -46,6 +46,7 @@ def all_keys(keys: QueueKeys, worker_id: str, job_id: str) -> list[str]:
         keys.processing(worker_id),
         keys.job(job_id),
         keys.worker(worker_id),
+        keys.history,
     ]
 
 
@@ -70,6 +71,7 @@ def test_keys_follow_the_documented_layout() -> None:
     assert keys.processing_pattern == "coroq:{emails}:processing:*"
     assert keys.job("j1") == "coroq:{emails}:job:j1"
     assert keys.worker("w1") == "coroq:{emails}:worker:w1"
+    assert keys.history == "coroq:{emails}:history"
     assert workers_key() == f"{DEFAULT_PREFIX}:workers"
 
 

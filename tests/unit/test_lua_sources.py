@@ -69,7 +69,7 @@ KEY_CHECK = """
 -- Test only: every key a command names must be one of KEYS.
 local redis = (function(real)
   local leading_keys = {
-    GET = 1, SET = 1, HGET = 1, HSET = 1, HINCRBY = 1, HMGET = 1, HDEL = 1, HGETALL = 1,
+    GET = 1, SET = 1, HGET = 1, HSET = 1, HINCRBY = 1, HMGET = 1, HDEL = 1, HGETALL = 1, HKEYS = 1,
     EXPIRE = 1, TTL = 1, LREM = 1, LPUSH = 1, RPUSH = 1, LPOP = 1, RPOP = 1, LPOS = 1,
     LINDEX = 1, LTRIM = 1, LRANGE = 1, LLEN = 1, ZADD = 1, ZRANGE = 1, ZRANGEBYSCORE = 1, ZREM = 1,
     ZCARD = 1, ZSCORE = 1, ZREMRANGEBYSCORE = 1, PEXPIRE = 1, SADD = 1, SREM = 1,
@@ -473,6 +473,17 @@ def drive_promote(bench: Bench) -> None:
     assert bench.client.lrange(bench.keys.ready, 0, -1) == [raw_job("due")]
 
 
+def drive_history(bench: Bench) -> None:
+    history = bench.keys.history
+    bench.client.hset(history, mapping={"100:ok": 4, "160:failed": 1, "161:ok": 2})
+    call = bench.protocol.add_history({"161:ok": 3, "161:failed": 1}, None)
+    assert bench.queue.run(call) == 0  # nothing deleted: not asked to
+    assert bench.client.hget(history, "161:ok") == b"5"
+    assert bench.queue.run(bench.protocol.add_history({"162:ok": 1}, 161)) == 2
+    assert sorted(bench.client.hkeys(history)) == [b"161:failed", b"161:ok", b"162:ok"]
+    assert bench.client.ttl(history) > 3600
+
+
 def drive_revive(bench: Bench) -> None:
     entry = orjson.dumps({"id": "a", "raw": raw_job("a").decode(), "failed_at": 1.0})
     bench.client.lpush(bench.keys.dead, entry)
@@ -603,6 +614,7 @@ DRIVERS: dict[str, Callable[[Bench], None]] = {
     "adopt": drive_adopt,
     "recover": drive_recover,
     "promote": drive_promote,
+    "history": drive_history,
     "revive": drive_revive,
     "purge": drive_purge,
     "progress": drive_progress,

@@ -25,6 +25,7 @@ from producer.scripts import ScriptCall
 from tests.unit.inprocess import (
     TRACKER,
     Tracker,
+    counted_outcomes,
     dead_entries,
     events,
     job,
@@ -176,6 +177,7 @@ def test_a_success_is_acknowledged_and_recorded(
             assert running.task is not None  # the runner bound its task
             assert names(logs) == ["job.started", "job.succeeded"]
             assert harness.runner.finished_total == 1
+            assert counted_outcomes(harness.runner.throughput, keys.queue) == {"ok": 1}
             assert harness.outcomes("succeeded", "inproc.work") == 1
             assert redis_client.llen(harness.processing) == 0
 
@@ -223,6 +225,7 @@ def test_a_failure_with_attempts_left_is_retried_after_a_backoff_from_the_delaye
             assert names(logs) == ["job.started", "job.failed", "job.retrying"]
             assert harness.outcomes("retried", "inproc.fail") == 1
             assert harness.runner.finished_total == 0
+            assert counted_outcomes(harness.runner.throughput, keys.queue) == {}
             assert redis_client.llen(harness.processing) == 0
 
     run(scenario)
@@ -273,6 +276,7 @@ def test_the_last_attempt_dead_letters_the_job_with_its_traceback(
             assert names(logs) == ["job.started", "job.failed", "job.dead"]
             assert harness.runner.finished_total == 1
             assert harness.outcomes("dead", "inproc.fail") == 1
+            assert counted_outcomes(harness.runner.throughput, keys.queue) == {"failed": 1}
 
     run(scenario)
     [entry] = dead_entries(redis_client, keys)

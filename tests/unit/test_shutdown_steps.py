@@ -14,6 +14,7 @@ import pytest
 import redis
 from structlog.testing import capture_logs
 
+from producer.history import read_history
 from producer.keys import QueueKeys, workers_key
 from tests.conftest import wait_for
 from tests.unit.inprocess import (
@@ -164,6 +165,22 @@ def test_close_clears_the_heartbeat_when_nothing_is_held(
     assert not redis_client.sismember(workers_key(), worker_id)
     assert not worker.loop_thread.is_alive
     assert not worker.heartbeat.is_alive()
+
+
+def test_close_writes_the_history_of_the_jobs_ended_since_the_last_beat(
+    make_worker: Callable[..., Worker], redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    worker = make_worker(heartbeat_interval=30.0, heartbeat_ttl=65.0)  # one beat, at start
+    push(redis_client, keys, job("inproc.work", "fine"), job("inproc.fail_for_good", "not"))
+    wait_for(lambda: record(redis_client, keys, "not").get("status") == "dead")
+    wait_for(lambda: record(redis_client, keys, "fine").get("status") == "succeeded")
+    assert not redis_client.exists(keys.history)  # the next beat is 30 s away
+    worker.request_shutdown("test")
+    worker.stop_consumers()
+    close(worker)
+
+    [history] = read_history(redis_client, [keys], now=time.time(), minutes=2).values()
+    assert (sum(m.ok for m in history), sum(m.failed for m in history)) == (1, 1)
 
 
 def test_close_keeps_the_heartbeat_while_a_job_is_still_held(

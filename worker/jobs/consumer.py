@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -43,6 +43,7 @@ from worker.jobs.protocol import Failure, held_job_id, start_token
 from worker.jobs.queues import SyncQueue, log_recovered
 from worker.jobs.running import JobDone, RunningJob, RunningJobs
 from worker.jobs.slots import Lease, Slots
+from worker.jobs.throughput import ThroughputCounter
 from worker.metrics import WorkerMetrics
 from worker.redis_health import ReconnectDelay, SyncOutages
 
@@ -91,6 +92,8 @@ class JobPath:
     stop: threading.Event  # set: take no more jobs
     # Which consumer takes a free slot first, for a worker of several queues (else None).
     order: QueueOrder | None = None
+    # Counts the bad input dead-lettered here, for the queue's throughput history.
+    throughput: ThroughputCounter = field(default_factory=ThroughputCounter)
 
 
 class ConsumerThread(threading.Thread):
@@ -468,8 +471,10 @@ class ConsumerThread(threading.Thread):
         call = self._queue.protocol.dead_letter(
             job.job_id, job.raw, job.task, failure, None, job.links
         )
-        self._call(call, "dead")
+        written = self._call(call, "dead")
         self._path.metrics.job_finished(self.keys.queue, job.task, "dead", None)
+        if written:  # 0: no longer held (recovered meanwhile), it ends elsewhere
+            self._path.throughput.failed(self.keys.queue)
         log.error(
             "job.dead",
             job_id=job.job_id,

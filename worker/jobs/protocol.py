@@ -1,5 +1,5 @@
 """The worker's Redis protocol on one queue: take, pop, start, give back, adopt, reject, ack,
-retry, dead-letter, requeue, recover and promote.
+retry, dead-letter, requeue, recover, promote, and add to the throughput history.
 
 `QueueProtocol` is bound once to the queue's keys, the worker id and the record TTL, and
 turns each step into one script call on the keys of that queue (docs/protocol.md#how-a-worker-
@@ -13,13 +13,14 @@ from __future__ import annotations
 import base64
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from producer.envelope import MAX_ID_LENGTH
+from producer.history import HISTORY_TTL_S
 from producer.keys import QueueKeys
 from producer.scripts import FINAL_STATUS_LIBS, ScriptCall, ScriptLibrary
 
@@ -43,6 +44,7 @@ WORKER_SCRIPTS = ScriptLibrary(
         "tick",
         "renew",
         "unblock",
+        "history",
     ),
     uses={
         "progress": ("producer:notify",),
@@ -431,6 +433,17 @@ class QueueProtocol:
 
     def promote(self, now_ms: int) -> ScriptCall:
         return ScriptCall("promote", [self.keys.delayed, self.keys.ready], [now_ms, PROMOTE_BATCH])
+
+    def add_history(self, counts: Mapping[str, int], oldest_kept: int | None) -> ScriptCall:
+        """Add counts of ended jobs (history field -> count, producer/history.py) to the
+        queue's throughput history; with `oldest_kept` (a unix minute), delete the fields of
+        earlier minutes too."""
+        args: list[str | bytes | int | float] = [
+            "" if oldest_kept is None else oldest_kept, HISTORY_TTL_S,
+        ]  # fmt: skip
+        for field, count in counts.items():
+            args.extend((field, count))
+        return ScriptCall("history", [self.keys.history], args)
 
 
 def started(reply: Sequence[Any]) -> list[Started]:

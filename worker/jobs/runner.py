@@ -29,6 +29,7 @@ from worker.jobs.outcomes import OutcomeStore
 from worker.jobs.progress import ProgressHandle
 from worker.jobs.protocol import CANCELLED_INSTEAD, Failure
 from worker.jobs.running import JobDone, RunningJob
+from worker.jobs.throughput import ThroughputCounter
 from worker.metrics import WorkerMetrics
 from worker.registry import TaskSpec
 from worker.retry import Backoff, GiveUp, decide
@@ -48,6 +49,7 @@ class JobRunner:
         http: SharedHttpSession,
         backoff: Backoff,
         metrics: WorkerMetrics,
+        throughput: ThroughputCounter | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -56,6 +58,8 @@ class JobRunner:
         self._backoff = backoff  # tasks may declare their own
         self._task_limits: dict[str, asyncio.Semaphore] = {}
         self.finished_total = 0  # jobs that succeeded or died here (read by the heartbeat)
+        # The same, per queue and minute, for the queues' throughput history.
+        self.throughput = throughput if throughput is not None else ThroughputCounter()
 
     async def start(
         self, batch: list[RunningJob], token: str, done: JobDone, group: int | None = None
@@ -112,7 +116,8 @@ class JobRunner:
         failure = Failure("worker_error", f"the worker could not start it: {error!r}", "")
         for entry in batch:
             try:
-                await self._store.reject(entry, failure)
+                if await self._store.reject(entry, failure):
+                    self.throughput.failed(entry.job.queue)
             except Exception:  # the job stays in the processing list, visible there
                 log.exception("job.dead_letter_failed", job_id=entry.job.id)
 
@@ -224,6 +229,7 @@ class JobRunner:
         elif settled:
             log.info("job.succeeded", duration_ms=duration_ms)
             self.finished_total += 1
+            self.throughput.succeeded(job.queue)
             self._metrics.job_finished(job.queue, job.task, "succeeded", duration_ms / 1000)
         else:
             log.warning("job.ack_lost", duration_ms=duration_ms, outcome="succeeded")
@@ -264,6 +270,7 @@ class JobRunner:
         elif settled:
             log.error("job.dead", reason=error.reason, error=str(error), attempts=running.attempt)
             self.finished_total += 1
+            self.throughput.failed(job.queue)
             duration_s = None if duration_ms is None else duration_ms / 1000
             self._metrics.job_finished(job.queue, job.task, "dead", duration_s)
         else:

@@ -38,6 +38,7 @@ from worker.jobs.queues import AsyncQueue, SyncQueue, pipelined_worker_scripts
 from worker.jobs.runner import REQUEUE_GIVE_UP_AFTER, JobRunner
 from worker.jobs.running import RunningJobs
 from worker.jobs.slots import Slots
+from worker.jobs.throughput import ThroughputCounter
 from worker.metrics import WorkerMetrics, refresh_queue_depths
 from worker.permissions import RedisPermissionsMissing, require_permissions
 from worker.process.heartbeat import HeartbeatThread
@@ -126,8 +127,10 @@ class Worker:
         self._runner: JobRunner | None = None
         self._consumers: list[ConsumerThread] = []
         self._housekeeping: list[asyncio.Task[None]] = []
+        # Jobs that ended here per queue and minute; the heartbeat writes them to Redis.
+        self.throughput = ThroughputCounter()
         self.heartbeat = HeartbeatThread(
-            settings, self.health, self._finished_jobs, self.running.permits
+            settings, self.health, self._finished_jobs, self.running.permits, self.throughput
         )
         self.watchdog: LoopWatchdog | None = None
         self.reaper: Reaper | None = None
@@ -149,7 +152,9 @@ class Worker:
         backoff = Backoff(
             self.settings.retry_base, self.settings.retry_factor, self.settings.retry_cap
         )
-        self._runner = JobRunner(store, self._executor, self._http, backoff, self.metrics)
+        self._runner = JobRunner(
+            store, self._executor, self._http, backoff, self.metrics, self.throughput
+        )
         try:
             keys = [queue.protocol.keys for queue in queues.values()]
             self.loop_thread.run(require_permissions(self._redis, keys), timeout=10)
@@ -211,6 +216,7 @@ class Worker:
                 self.running.count,
                 self.settings.concurrency,
             ),
+            throughput=self.throughput,
         )
 
     def _consumer(self, queue: str, path: JobPath) -> ConsumerThread:

@@ -4,6 +4,9 @@ One key per queue served (`coroq:{Q}:worker:<id>`, with a TTL), so the recovery 
 queue can check the owner's liveness inside that queue's slot. It runs in its own thread with
 its own connection, never on the event loop: a job that blocks the loop must not make a live
 worker look dead, and job code cannot starve it.
+
+After each beat it also writes the counts of the jobs that ended since the last one into each
+queue's throughput history (`worker.process.history_writer`): nothing when none did.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from producer.connection import sync_client
 from producer.keys import QueueKeys, workers_key
 from producer.scripts import SyncScripts
 from worker.jobs.protocol import WORKER_SCRIPTS, QueueProtocol
+from worker.jobs.throughput import ThroughputCounter
+from worker.process.history_writer import HistoryWriter
 from worker.redis_health import RedisHealth, SyncOutages
 from worker.settings import WorkerSettings
 
@@ -41,6 +46,7 @@ class HeartbeatThread(threading.Thread):
         health: RedisHealth,
         finished_jobs: Callable[[], int] = lambda: 0,
         permits: Callable[[], dict[str, list[tuple[str, str]]]] = dict,
+        throughput: ThroughputCounter | None = None,
     ) -> None:
         super().__init__(name="coroq-heartbeat", daemon=True)
         self._settings = settings
@@ -49,6 +55,7 @@ class HeartbeatThread(threading.Thread):
         self._redis: redis.Redis = sync_client(
             settings.redis_url, retries=0, socket_timeout=settings.heartbeat_interval
         )
+        self._health = health
         self._outages = SyncOutages(self._redis, health)
         self._started_at = time.time()
         self._last_beat = float("-inf")
@@ -65,6 +72,11 @@ class HeartbeatThread(threading.Thread):
             for keys in self._keys
         }
         self._scripts = SyncScripts(self._redis, WORKER_SCRIPTS)
+        self._history = HistoryWriter(
+            throughput if throughput is not None else ThroughputCounter(),
+            self._protocols,
+            self._scripts,
+        )
         self._samples: deque[tuple[float, int]] = deque()
         self.beats = 0
 
@@ -126,6 +138,17 @@ class HeartbeatThread(threading.Thread):
             else:
                 self._last_beat = sent
                 self._outages.succeeded()
+                self._write_history()
+
+    def _write_history(self) -> None:
+        """Write the throughput history; a failure is logged and never stops the beats (the
+        counts not written go with the next beat)."""
+        try:
+            self._history.write()
+        except redis.RedisError as exc:
+            log.warning("worker.history_not_written", error=f"{type(exc).__name__}: {exc}")
+        except Exception:  # a bug here must not stop the liveness keys
+            log.exception("worker.history_failed")
 
     def remaining_life(self) -> float:
         """Seconds our liveness keys surely still live (counted from before the last beat
@@ -150,6 +173,8 @@ class HeartbeatThread(threading.Thread):
         self._stopped.set()
         if self.is_alive():
             self.join(self._settings.heartbeat_interval + 1)
+        if self._health.reachable:  # else no wait on a dead connection at exit
+            self._write_history()  # the jobs that ended since the last beat
         if clear:
             try:
                 pipe = self._redis.pipeline(transaction=False)
