@@ -98,6 +98,25 @@ def test_a_sigkilled_workers_jobs_run_again_on_another(
         wait_for(lambda q=queue, i=ids: statuses(cluster.url, q, i) == ["succeeded"] * 2, 30)
 
 
+def test_an_idle_worker_cut_short_its_pops_on_every_shard_when_it_stops(
+    cluster: RedisCluster, queue_name: str, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    # Its pops go to each queue's node, so CLIENT UNBLOCK reaches them there: the worker stops
+    # at once, not at the end of pops that would block for 30 s.
+    queues = spread_queues(cluster, f"{queue_name}-idle")
+    env = {"COROQ_REDIS_URL": cluster.url, "COROQ_QUEUES": ",".join(queues)}
+    worker = start_worker(env={**env, "COROQ_POLL_TIMEOUT": "30"})
+    with Producer(cluster.url, queue=queues[-1]) as producer:  # it has popped, and waits again
+        wait_for(
+            lambda: statuses(cluster.url, queues[-1], [producer.push("echo", 1)]) == ["succeeded"]
+        )
+    time.sleep(0.5)  # every consumer back in its blocking pop
+    started = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    assert time.monotonic() - started < 15, "a pop was waited out"
+
+
 def test_a_slot_moved_under_load_loses_no_job(
     cluster: RedisCluster, queue_name: str, start_worker: Callable[..., WorkerProcess]
 ) -> None:

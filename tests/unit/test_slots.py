@@ -56,3 +56,22 @@ def test_lease_all_gives_back_what_it_gathered_when_the_worker_stops() -> None:
     assert running is not None
     running.release()
     assert slots.in_use == 0
+
+
+def test_lease_all_asks_the_consumers_blocked_in_a_pop_for_their_slots_once_the_gate_shuts() -> (
+    None
+):
+    slots = Slots(2)
+    held_by_a_pop = slots.lease(0)
+    assert held_by_a_pop is not None
+    seen: list[bool] = []
+
+    def wake_the_pops() -> None:  # as the worker does: the pop ends, its slot comes back
+        seen.append(slots.lease(0) is None)  # the gate is shut: nobody takes a slot now
+        held_by_a_pop.release()
+
+    slots.on_gather = wake_the_pops
+    leases = slots.lease_all(threading.Event())
+    assert leases is not None
+    assert len(leases) == 2
+    assert seen == [True]

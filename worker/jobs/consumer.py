@@ -32,7 +32,6 @@ from typing import Any, Protocol
 import structlog
 from redis.exceptions import NoPermissionError, RedisError
 
-from producer.connection import is_cluster_client
 from producer.envelope import new_job_id
 from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
@@ -110,9 +109,9 @@ class ConsumerThread(threading.Thread):
         # In burst mode an empty queue ends the worker, so look again soon.
         self._block_timeout = min(poll_timeout, 0.5) if burst else poll_timeout
         self._client_id: int | None = None  # of our connection, for `wake`
-        # False when the Redis user may not run CLIENT ID, or on a Cluster (CLIENT UNBLOCK
-        # would reach a node at random): the pop then ends by its timeout.
-        self._can_wake = not is_cluster_client(queue.client)
+        # False when the Redis user may not run CLIENT ID: the pop then ends by its timeout.
+        # (On a Cluster, the pop and CLIENT UNBLOCK go to the queue's node: SyncQueue.)
+        self._can_wake = True
         # Jobs in our processing list that no coroutine holds (a lost take reply, a job whose
         # outcome could not be recorded, a previous life of this worker id) go back.
         self._reconcile = threading.Event()
@@ -178,13 +177,15 @@ class ConsumerThread(threading.Thread):
         the first one arrives, so `until_stopped` sends it again until the thread ends, for a
         short while. Where the command is not allowed, the pop ends by its own timeout.
         """
-        from producer.connection import sync_client  # noqa: PLC0415 - seldom used
-
         if not until_stopped:
             self._look_again.set()
         if self._client_id is None:
             return
-        client = sync_client(redis_url, retries=0, socket_timeout=2)
+        try:
+            client = self._queue.unblocker(redis_url)
+        except RedisError as exc:  # the pop's node could not be named: it ends by its timeout
+            log.debug("consumer.wake_failed", queue=self.keys.queue, error=str(exc))
+            return
         try:
             deadline = time.monotonic() + WAKE_FOR
             while self.is_alive():
@@ -277,7 +278,7 @@ class ConsumerThread(threading.Thread):
             return False, []
         if self._client_id is None and self._can_wake:
             try:
-                self._client_id = int(self._queue.client.client_id())
+                self._client_id = int(self._queue.pop_client().client_id())
             except NoPermissionError:  # a user without CLIENT ID: the pop ends by its timeout
                 self._can_wake = False
         if self._path.stop.is_set():  # `wake` cannot end a pop that is not blocked yet

@@ -12,8 +12,10 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio
+import redis.cluster
 import structlog
 
+from producer.connection import is_cluster_client, sync_client
 from producer.scripts import PipelinedScripts, ScriptCall, SyncScripts
 from worker.jobs.protocol import (
     RECOVER_TRIES,
@@ -26,14 +28,25 @@ from worker.jobs.protocol import (
 
 log = structlog.get_logger()
 
+UNBLOCK_TIMEOUT = 2.0  # seconds, for CLIENT UNBLOCK: Redis answers at once, or is unreachable
+
 
 class SyncQueue:
-    """The consumer thread's face of the protocol, on its own blocking connection."""
+    """The consumer thread's face of the protocol, on its own blocking connection.
+
+    The blocking pop runs on `pop_client`: the client itself, or on a Cluster the client of
+    the node serving the queue's slot, so that the pop's connection can be named (CLIENT ID)
+    and its pop cut short (CLIENT UNBLOCK, sent to that node by `unblock`). After a failed pop
+    (the slot moved: MOVED, ASK) the node is looked up again, from the Cluster client's map of
+    slots, which its next command through the queue's scripts brings up to date.
+    """
 
     def __init__(self, protocol: QueueProtocol, client: redis.Redis) -> None:
         self.protocol = protocol
         self.client = client
         self._scripts = SyncScripts(client, WORKER_SCRIPTS)
+        self._cluster = is_cluster_client(client)
+        self._node: redis.Redis | None = None  # on a Cluster: the pop's node, once looked up
 
     def run(self, call: ScriptCall) -> Any:
         return self._scripts.run(call)
@@ -45,14 +58,43 @@ class SyncQueue:
 
     def pop(self, block: float) -> bytes | None:
         """Wait up to `block` seconds for a job, and move it into the processing list."""
-        raw = self.client.blmove(
-            self.protocol.keys.ready,
-            self.protocol.processing,
-            block,  # type: ignore[arg-type]  # Redis takes fractions
-            "RIGHT",
-            "LEFT",
-        )
+        client = self.pop_client()
+        try:
+            raw = client.blmove(
+                self.protocol.keys.ready,
+                self.protocol.processing,
+                block,  # type: ignore[arg-type]  # Redis takes fractions
+                "RIGHT",
+                "LEFT",
+            )
+        except redis.RedisError:
+            self._node = None  # the slot may have moved: look the node up again
+            raise
         return cast("bytes | None", raw)
+
+    def pop_client(self) -> redis.Redis:
+        if not self._cluster:
+            return self.client
+        if self._node is None:
+            cluster = cast("redis.cluster.RedisCluster", self.client)
+            node = cluster.get_node_from_key(self.protocol.keys.ready)  # type: ignore[no-untyped-call]
+            self._node = cast("redis.Redis", node.redis_connection)
+        return self._node
+
+    def unblocker(self, redis_url: str) -> redis.Redis:
+        """A client of its own (short timeouts, for another thread) that reaches the pop's
+        connection: for CLIENT UNBLOCK, which Redis answers at once, or not at all."""
+        if not self._cluster:
+            return sync_client(redis_url, retries=0, socket_timeout=UNBLOCK_TIMEOUT)
+        pool = self.pop_client().connection_pool
+        options = {
+            **pool.connection_kwargs,
+            "socket_timeout": UNBLOCK_TIMEOUT,
+            "socket_connect_timeout": UNBLOCK_TIMEOUT,
+        }
+        return redis.Redis(
+            connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **options)
+        )
 
     def held(self) -> list[bytes]:
         return cast("list[bytes]", self.client.lrange(self.protocol.processing, 0, -1))

@@ -11,6 +11,7 @@ for one consumer, which then runs suspects with nothing beside them (docs/reliab
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 # How often `lease_all` checks whether the worker is stopping while it waits.
 WAIT_STEP = 0.25
@@ -27,6 +28,9 @@ class Slots:
         self._open = threading.Event()
         self._open.set()
         self._gathering = threading.Lock()
+        # Called once the gate is shut: consumers blocked in a pop hold a slot each until it
+        # ends, so they are woken to give it back now rather than at the pop's timeout.
+        self.on_gather: Callable[[], None] = lambda: None
 
     def lease(self, timeout: float) -> Lease | None:
         """A slot, waiting up to `timeout` seconds for one to be free; None if none was."""
@@ -45,6 +49,7 @@ class Slots:
                 return None
         taken = 0
         self._open.clear()
+        self.on_gather()
         try:
             while taken < self.capacity:
                 if stop.is_set():

@@ -107,6 +107,7 @@ class Worker:
         self.burst = burst
         self.running = RunningJobs()
         self.slots = Slots(settings.concurrency)
+        self.slots.on_gather = self._wake_idle_consumers
         self.metrics = WorkerMetrics(known_tasks=registry.names())
         self.metrics.set_in_flight_source(lambda: len(self.running))
         self.metrics.set_loop_lag_source(self._loop_lag)
@@ -278,6 +279,13 @@ class Worker:
             self._housekeeping.append(
                 asyncio.create_task(self._ping_watchdog(interval), name="watchdog")
             )
+
+    def _wake_idle_consumers(self) -> None:
+        """A consumer gathers every slot for a trial: end the blocking pops of the others,
+        which hold a slot each, so that it need not wait for their timeouts."""
+        for consumer in self._consumers:
+            if consumer is not threading.current_thread():
+                consumer.wake(self.settings.redis_url, until_stopped=False)
 
     def _suspects_found(self, queue: str) -> None:
         """Suspects now wait in `queue`: cut short the blocking pop of its idle consumer, so
