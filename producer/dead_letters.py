@@ -29,9 +29,14 @@ class DeadJob:
 
     @property
     def raw(self) -> bytes:
-        """The job's original bytes."""
+        """The job's original bytes (for an entry whose `raw_base64` is not base64, as written
+        by hand, its text)."""
         if "raw_base64" in self.fields:
-            return base64.b64decode(self.fields["raw_base64"])
+            encoded = self.fields["raw_base64"]
+            try:
+                return base64.b64decode(encoded)
+            except (TypeError, ValueError):  # binascii.Error is a ValueError
+                return str(encoded).encode("utf-8")
         return str(self.fields.get("raw", "")).encode("utf-8")
 
 

@@ -201,9 +201,17 @@ class StatsReader:
             beats = {keys.queue: next(replies) for keys in keys_list}
             served = tuple(queue for queue, beat in beats.items() if beat is not None)
             if served:
-                info = _freshest(beat for beat in beats.values() if beat is not None)
-                workers.append(_worker_stats(worker_id, served, info, held.get(worker_id, 0), now))
+                found = (beat for beat in beats.values() if beat is not None)
+                held_here = held.get(worker_id, 0)
+                workers.append(worker_stats_from_beat(worker_id, served, found, held_here, now))
         return workers
+
+
+def worker_stats_from_beat(
+    worker_id: str, queues: tuple[str, ...], beats: Iterable[bytes], in_flight: int, now: float
+) -> WorkerStats:
+    """A worker as its heartbeats on these queues describe it (the freshest one wins)."""
+    return _worker_stats(worker_id, queues, _freshest(beats), in_flight, now)
 
 
 def _freshest(beats: Iterable[bytes]) -> dict[str, Any]:

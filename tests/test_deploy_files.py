@@ -44,7 +44,8 @@ def seconds(duration: str) -> float:
 
 
 def test_compose_file_is_valid_for_docker_compose_with_every_profile() -> None:
-    for profiles in ([], ["--profile", "tools", "--profile", "monitoring"]):
+    every = ["--profile", "tools", "--profile", "monitoring", "--profile", "dashboard"]
+    for profiles in ([], every):
         result = run(compose_binary(), "-f", str(COMPOSE_FILE), *profiles, "config", "--quiet")
         assert result.returncode == 0, result.stderr
         assert result.stderr == "", result.stderr  # no warning (obsolete key, unset variable)

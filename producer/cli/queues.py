@@ -84,7 +84,7 @@ def schedules(
         last_text = "-"
         if last:
             what = "pushed" if last.get("pushed") else "missed"
-            last_text = f"{_utc(float(last['tick']))} {what}"
+            last_text = f"{_utc(last.get('tick'))} {what}"
         table.add_row(
             entry.queue,
             entry.name,
@@ -99,5 +99,10 @@ def schedules(
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
-def _utc(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+def _utc(epoch: object) -> str:
+    if not isinstance(epoch, int | float) or isinstance(epoch, bool):
+        return "?"
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return "?"
