@@ -28,17 +28,26 @@ from worker.jobs.protocol import (
 
 log = structlog.get_logger()
 
+# A Cluster node's refusals of a command it did not run: the slot is elsewhere, or moving.
+NOT_RUN_HERE = (
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
 UNBLOCK_TIMEOUT = 2.0  # seconds, for CLIENT UNBLOCK: Redis answers at once, or is unreachable
 
 
 class SyncQueue:
     """The consumer thread's face of the protocol, on its own blocking connection.
 
-    The blocking pop runs on `pop_client`: the client itself, or on a Cluster the client of
-    the node serving the queue's slot, so that the pop's connection can be named (CLIENT ID)
-    and its pop cut short (CLIENT UNBLOCK, sent to that node by `unblock`). After a failed pop
-    (the slot moved: MOVED, ASK) the node is looked up again, from the Cluster client's map of
-    slots, which its next command through the queue's scripts brings up to date.
+    On a Cluster, the scripts and the blocking pop go straight to the node serving the queue's
+    slot (`pop_client`): the Cluster client's routing of each command costs more than the
+    command (a fifth of a no-op job's CPU), and the pop's connection can then be named
+    (CLIENT ID) and its pop cut short there (CLIENT UNBLOCK, `unblocker`). A script the node
+    refuses unrun (MOVED, ASK, TRYAGAIN, CLUSTERDOWN: the slot moves) is sent through the
+    Cluster client, which follows the redirection and updates its map of slots; the node is
+    then looked up again, as after any failed pop or lost connection.
     """
 
     def __init__(self, protocol: QueueProtocol, client: redis.Redis) -> None:
@@ -46,10 +55,22 @@ class SyncQueue:
         self.client = client
         self._scripts = SyncScripts(client, WORKER_SCRIPTS)
         self._cluster = is_cluster_client(client)
-        self._node: redis.Redis | None = None  # on a Cluster: the pop's node, once looked up
+        self._node: redis.Redis | None = None  # on a Cluster: the queue's node, once looked up
+        self._node_scripts: SyncScripts | None = None
 
     def run(self, call: ScriptCall) -> Any:
-        return self._scripts.run(call)
+        if not self._cluster:
+            return self._scripts.run(call)
+        if self._node_scripts is None:
+            self._node_scripts = SyncScripts(self.pop_client(), WORKER_SCRIPTS)
+        try:
+            return self._node_scripts.run(call)
+        except NOT_RUN_HERE:
+            self._forget_node()
+            return self._scripts.run(call)  # follows the slot, and learns where it went
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._forget_node()
+            raise
 
     def take(self, most: int, *, trial: bool = False) -> Taken:
         call = self.protocol.take(most, _now_ms(), trial=trial)
@@ -68,7 +89,7 @@ class SyncQueue:
                 "LEFT",
             )
         except redis.RedisError:
-            self._node = None  # the slot may have moved: look the node up again
+            self._forget_node()  # the slot may have moved: look the node up again
             raise
         return cast("bytes | None", raw)
 
@@ -80,6 +101,9 @@ class SyncQueue:
             node = cluster.get_node_from_key(self.protocol.keys.ready)  # type: ignore[no-untyped-call]
             self._node = cast("redis.Redis", node.redis_connection)
         return self._node
+
+    def _forget_node(self) -> None:
+        self._node = self._node_scripts = None
 
     def unblocker(self, redis_url: str) -> redis.Redis:
         """A client of its own (short timeouts, for another thread) that reaches the pop's
