@@ -121,6 +121,21 @@ def sync_client(url: str, *, retries: int = 3, socket_timeout: float | None = 10
     return redis.Redis.from_url(url, **options)
 
 
+def async_node_client(url: str, host: str, port: int) -> redis.asyncio.Redis:
+    """A plain asyncio client of one node of the Cluster that `url` names (its credentials and
+    TLS), for commands already routed to the node that serves their slot."""
+    cluster = parse_cluster_url(url)
+    return redis.asyncio.Redis(
+        host=host,
+        port=port,
+        username=cluster.username,
+        password=cluster.password,
+        ssl=cluster.tls,
+        socket_timeout=10.0,
+        socket_connect_timeout=5.0,
+    )
+
+
 def is_cluster_client(client: object) -> bool:
     """Whether the client speaks to a Redis Cluster."""
     return isinstance(client, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster)

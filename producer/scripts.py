@@ -207,17 +207,30 @@ class PipelinedScripts:
     async def _execute(self, calls: list[ScriptCall]) -> list[Any]:
         """One result (or error) per call, the calls merged where their script allows."""
         commands, places = merge_calls(calls, self._library.job_batch_scripts)
-        pipe = self._client.pipeline(transaction=False)
-        for command in commands:
-            sha = self._library.shas[command.script]
-            pipe.evalsha(sha, len(command.keys), *command.keys, *command.args)
-        replies = await pipe.execute(raise_on_error=False)
+        replies = await self._replies(commands)
         return [
             replies[index]
             if position is None or isinstance(replies[index], Exception)
             else replies[index][position]
             for index, position in places
         ]
+
+    async def _replies(self, commands: list[ScriptCall]) -> list[Any]:
+        """Send the commands as one pipeline; a reply (or error) for each."""
+        return await self.pipeline_replies(self._client, commands)
+
+    async def pipeline_replies(
+        self, client: redis.asyncio.Redis, commands: list[ScriptCall]
+    ) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            sha = self._library.shas[command.script]
+            pipe.evalsha(sha, len(command.keys), *command.keys, *command.args)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
+
+    async def aclose(self) -> None:
+        """Close what this holds besides the client it was given (nothing, here)."""
 
 
 def revive_call(keys: QueueKeys, job_id: str, *, entry: bytes, raw: bytes, ttl: int) -> ScriptCall:

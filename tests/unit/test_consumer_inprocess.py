@@ -101,7 +101,7 @@ class Rig:
         self.executor = ThreadPoolExecutor(4, thread_name_prefix="test-sync")
         self.http = SharedHttpSession(4)
         self.async_redis = async_client(redis_url)
-        scripts = pipelined_worker_scripts(self.async_redis)
+        scripts = pipelined_worker_scripts(self.async_redis, "")
         self.async_queues = {
             queue: SeamAsyncQueue(self.protocol(queue), scripts, self.async_redis)
             for queue in queues

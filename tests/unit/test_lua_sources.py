@@ -218,7 +218,7 @@ class Bench:
         async def run() -> T:
             client = redis.asyncio.Redis.from_url(self.redis_url)
             try:
-                scripts = pipelined_worker_scripts(client)
+                scripts = pipelined_worker_scripts(client, "")
                 return await step(AsyncQueue(self.protocol, scripts, client))
             finally:
                 await client.aclose()

@@ -116,7 +116,7 @@ def on_event_loop(
     async def run() -> T:
         client = redis.asyncio.Redis.from_url(redis_url)
         try:
-            return await step(AsyncQueue(protocol, pipelined_worker_scripts(client), client))
+            return await step(AsyncQueue(protocol, pipelined_worker_scripts(client, ""), client))
         finally:
             await client.aclose()
 

@@ -58,7 +58,7 @@ class FlakyAsyncQueue(AsyncQueue):
     "drop" (before it reaches Redis) or "lose" (it ran, its reply was lost), one per call."""
 
     def __init__(self, protocol: QueueProtocol, client: redis.asyncio.Redis) -> None:
-        super().__init__(protocol, pipelined_worker_scripts(client), client)
+        super().__init__(protocol, pipelined_worker_scripts(client, ""), client)
         self.faults: dict[str, list[str]] = {}
         self.calls: list[str] = []
 

@@ -15,8 +15,9 @@ import redis.asyncio
 import redis.cluster
 import structlog
 
-from producer.connection import is_cluster_client, sync_client
+from producer.connection import async_node_client, is_cluster_client, sync_client
 from producer.scripts import PipelinedScripts, ScriptCall, SyncScripts
+from worker.jobs.cluster_routing import NodeRoutedScripts, refused_unrun
 from worker.jobs.protocol import (
     RECOVER_TRIES,
     WORKER_SCRIPTS,
@@ -28,13 +29,6 @@ from worker.jobs.protocol import (
 
 log = structlog.get_logger()
 
-# A Cluster node's refusals of a command it did not run: the slot is elsewhere, or moving.
-NOT_RUN_HERE = (
-    redis.exceptions.MovedError,
-    redis.exceptions.AskError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ClusterDownError,
-)
 UNBLOCK_TIMEOUT = 2.0  # seconds, for CLIENT UNBLOCK: Redis answers at once, or is unreachable
 
 
@@ -65,7 +59,9 @@ class SyncQueue:
             self._node_scripts = SyncScripts(self.pop_client(), WORKER_SCRIPTS)
         try:
             return self._node_scripts.run(call)
-        except NOT_RUN_HERE:
+        except redis.ResponseError as exc:
+            if not refused_unrun(exc):
+                raise
             self._forget_node()
             return self._scripts.run(call)  # follows the slot, and learns where it went
         except (redis.ConnectionError, redis.TimeoutError):
@@ -178,8 +174,13 @@ def log_recovered(queue: str, owner: str, found: Recovered) -> None:
     )
 
 
-def pipelined_worker_scripts(client: redis.asyncio.Redis) -> PipelinedScripts:
-    return PipelinedScripts(client, WORKER_SCRIPTS)
+def pipelined_worker_scripts(client: redis.asyncio.Redis, redis_url: str) -> PipelinedScripts:
+    """The event loop's scripts; on a Cluster, sent straight to the nodes of their slots."""
+    if not is_cluster_client(client):
+        return PipelinedScripts(client, WORKER_SCRIPTS)
+    return NodeRoutedScripts(
+        client, WORKER_SCRIPTS, lambda host, port: async_node_client(redis_url, host, port)
+    )
 
 
 def _now_ms() -> int:

@@ -27,6 +27,7 @@ import structlog
 
 from producer.connection import async_client, sync_client
 from producer.keys import QueueKeys
+from producer.scripts import PipelinedScripts
 from worker.cpu_affinity import available_cpus, format_cpu_list
 from worker.jobs.cancels import CancelListener
 from worker.jobs.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread, JobPath
@@ -125,6 +126,7 @@ class Worker:
         self._executor = ThreadPoolExecutor(settings.sync_threads, thread_name_prefix="coroq-sync")
         self._http = SharedHttpSession(settings.http_max_connections)
         self._redis: redis.asyncio.Redis | None = None
+        self._scripts: PipelinedScripts | None = None  # the event loop's, on `_redis`
         self._runner: JobRunner | None = None
         self._consumers: list[ConsumerThread] = []
         self._housekeeping: list[asyncio.Task[None]] = []
@@ -144,7 +146,7 @@ class Worker:
         self.heartbeat.start()
         self._redis = async_client(self.settings.redis_url)
         outages = AsyncOutages(self._redis, self.health)
-        scripts = pipelined_worker_scripts(self._redis)
+        scripts = self._scripts = pipelined_worker_scripts(self._redis, self.settings.redis_url)
         queues = {
             queue: AsyncQueue(self._protocol(queue), scripts, self._redis)
             for queue in self.settings.queues
@@ -507,5 +509,7 @@ class Worker:
         if self._http_server is not None:
             await self._http_server.stop()
         await self._http.close()
+        if self._scripts is not None:
+            await self._scripts.aclose()
         if self._redis is not None:
             await self._redis.aclose()
