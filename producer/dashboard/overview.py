@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from producer.connection import is_cluster_client
 from producer.history import MinuteCounts, history_of
 from producer.keys import QueueKeys, parse_queue_key, queue_keys_pattern, workers_key
 from producer.stats import WorkerStats, worker_stats_from_beat
@@ -93,6 +94,7 @@ class OverviewReader:
         self._prefix = prefix
         self._only = list(only)
         self._known = _Known()
+        self._one_call_each = CHEAP_DISCOVERY  # SCAN calls of a look that covers it all at once
         self._lock = threading.Lock()
 
     def read(self) -> Overview:
@@ -182,7 +184,7 @@ class OverviewReader:
         """Bring the known queues and workers' queues up to date; returns the commands taken."""
         known = self._known
         commands = 0
-        if now - known.at >= DISCOVER_EVERY or known.cost <= CHEAP_DISCOVERY:
+        if now - known.at >= DISCOVER_EVERY or known.cost <= self._one_call_each:
             commands += self._look_for_queues(now)
             for worker in worker_ids:  # listed, but with no heartbeat anywhere: serves nothing
                 known.served.setdefault(worker, set())
@@ -207,6 +209,22 @@ class OverviewReader:
                 known.served[worker].add(queue)
         return commands + len(checks)
 
+    def _scan(self, pattern: str) -> tuple[list[bytes | str], int]:
+        """Every key matching, and the SCAN calls it took (on a Cluster: on every primary)."""
+        if is_cluster_client(self._client):
+            found = list(self._client.scan_iter(match=pattern, count=SCAN_COUNT))
+            primaries = len(self._client.get_primaries())  # type: ignore[attr-defined]
+            self._one_call_each = primaries  # a keyspace one call per node covers is cheap
+            return found, primaries + len(found) // SCAN_COUNT
+        keys: list[bytes | str] = []
+        cursor, calls = 0, 0
+        while True:
+            cursor, batch = self._client.scan(cursor, match=pattern, count=SCAN_COUNT)
+            calls += 1
+            keys.extend(batch)
+            if cursor == 0:
+                return keys, calls
+
     def _look_for_queues(self, now: float) -> int:
         """SCAN for the queues (all, or those named) and the queues each worker serves."""
         known = self._known
@@ -219,20 +237,16 @@ class OverviewReader:
         )
         commands = 0
         for pattern in patterns:
-            cursor = 0
-            while True:
-                cursor, batch = self._client.scan(cursor, match=pattern, count=SCAN_COUNT)
-                commands += 1
-                for raw in batch:
-                    parsed = parse_queue_key(_text(raw), self._prefix)
-                    if parsed is None:
-                        continue
-                    queue, rest = parsed
-                    found.add(queue)
-                    if rest.startswith("worker:"):
-                        served.setdefault(rest.removeprefix("worker:"), set()).add(queue)
-                if cursor == 0:
-                    break
+            keys, calls = self._scan(pattern)
+            commands += calls
+            for raw in keys:
+                parsed = parse_queue_key(_text(raw), self._prefix)
+                if parsed is None:
+                    continue
+                queue, rest = parsed
+                found.add(queue)
+                if rest.startswith("worker:"):
+                    served.setdefault(rest.removeprefix("worker:"), set()).add(queue)
         known.queues = sorted(found)
         known.served = served
         known.unchecked.clear()

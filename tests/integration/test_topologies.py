@@ -3,6 +3,7 @@ promise (replication and failover, TLS, cluster slots), and leave nothing runnin
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 import socket
 from collections.abc import Iterator
@@ -11,8 +12,14 @@ from pathlib import Path
 import pytest
 import redis
 import redis.cluster
+from aiohttp.test_utils import TestClient, TestServer
 from redis.connection import SSLConnection, parse_url
 
+from producer import Producer
+from producer.connection import async_client, sync_client
+from producer.dashboard import DashboardSettings, create_app
+from producer.dashboard.overview import OverviewReader
+from producer.keys import QueueKeys
 from tests.conftest import wait_for
 from tests.topologies import (
     CLUSTER_SLOTS,
@@ -25,6 +32,8 @@ from tests.topologies import (
     slot_of,
 )
 from worker.cli.local_redis import find_redis_server
+from worker.jobs.protocol import QueueProtocol
+from worker.jobs.queues import pipelined_worker_scripts
 
 PASSWORD = "topologies-test-password"
 
@@ -217,3 +226,66 @@ def test_cluster_with_replicas_makes_the_startup_nodes_its_primaries() -> None:
         ports = deployment.ports
     assert len(ports) == 6
     assert all(nothing_listens(port) for port in ports)
+
+
+def test_worker_scripts_go_to_the_nodes_of_their_slots_and_follow_a_moved_slot(
+    cluster: RedisCluster,
+) -> None:
+    # The worker's event loop sends its script calls straight to each queue's node
+    # (worker/jobs/cluster_routing.py); a slot that moved is followed through the Cluster client.
+    queues: dict[tuple[str, int], str] = {}
+    for tag in (f"routed{number}" for number in range(100)):
+        queues.setdefault(cluster.node_for_slot(slot_of(f"{{{tag}}}")), tag)
+    protocols = [QueueProtocol(QueueKeys(queue), "w1", 60) for queue in queues.values()]
+    moved = protocols[0].keys.history
+    slot = slot_of(moved)
+    target = next(node for node in cluster.startup_nodes if node != cluster.node_for_slot(slot))
+
+    async def add_one_each_twice_with_the_slot_moved_between() -> list[list[object]]:
+        client = async_client(cluster.url)
+        scripts = pipelined_worker_scripts(client, cluster.url)
+        calls = [protocol.add_history({"7:ok": 1}, None) for protocol in protocols]
+        try:
+            first = await asyncio.gather(*(scripts.run(call) for call in calls))
+            assert cluster.migrate_slot(slot, target[1]) == 1
+            # The client's map still names the old node: MOVED, then the Cluster client.
+            second = await asyncio.gather(*(scripts.run(call) for call in calls))
+            return [first, second]
+        finally:
+            await scripts.aclose()
+            await client.aclose()
+
+    assert asyncio.run(add_one_each_twice_with_the_slot_moved_between()) == [[0, 0, 0]] * 2
+    with cluster_client(cluster) as client:
+        for protocol in protocols:
+            assert client.hget(protocol.keys.history, "7:ok") == b"2"
+
+
+def test_the_dashboard_reads_queues_on_every_shard(cluster: RedisCluster) -> None:
+    queues: dict[tuple[str, int], str] = {}
+    for tag in (f"shown{number}" for number in range(100)):
+        queues.setdefault(cluster.node_for_slot(slot_of(f"{{{tag}}}")), tag)
+    for queue in queues.values():
+        with Producer(cluster.url, queue=queue) as producer:
+            producer.push("echo", queue)
+    client = sync_client(cluster.url)
+    try:
+        overview = OverviewReader(client, "coroq").read()
+        assert {(row.queue, row.ready) for row in overview.queues} == {
+            (queue, 1) for queue in queues.values()
+        }
+
+        async def pages() -> list[str]:
+            settings = DashboardSettings(redis_url=cluster.url)
+            async with TestClient(TestServer(create_app(settings, client))) as http:
+                texts = []
+                for queue in queues.values():
+                    response = await http.get(f"/queues/{queue}")
+                    assert response.status == 200
+                    texts.append(await response.text())
+                return texts
+
+        for queue, text in zip(queues.values(), asyncio.run(pages()), strict=True):
+            assert f"[&#34;{queue}&#34;]" in text or f'["{queue}"]' in text  # its job's arguments
+    finally:
+        client.close()
