@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
 from producer import CoroqError, Producer
 from producer.connection import sync_client
@@ -52,6 +53,15 @@ def statuses(url: str, queue: str, ids: list[str]) -> list[str]:
         return [(client.hget(keys.job(job_id), "status") or b"").decode() for job_id in ids]
     finally:
         client.close()
+
+
+def blocked_in_a_pop(cluster: RedisCluster, port: int) -> bool:
+    """Whether a client of the node at `port` waits in a blocking pop."""
+    with redis.Redis(host=cluster.startup_nodes[0][0], port=port) as node:
+        return any(
+            client.get("cmd") == "blmove" and "b" in client.get("flags", "")
+            for client in node.client_list()
+        )
 
 
 def test_queues_on_every_shard_run_their_jobs(
@@ -107,10 +117,9 @@ def test_an_idle_worker_cut_short_its_pops_on_every_shard_when_it_stops(
     env = {"COROQ_REDIS_URL": cluster.url, "COROQ_QUEUES": ",".join(queues)}
     worker = start_worker(env={**env, "COROQ_POLL_TIMEOUT": "30"})
     with Producer(cluster.url, queue=queues[-1]) as producer:  # it has popped, and waits again
-        wait_for(
-            lambda: statuses(cluster.url, queues[-1], [producer.push("echo", 1)]) == ["succeeded"]
-        )
-    time.sleep(0.5)  # every consumer back in its blocking pop
+        job_id = producer.push("echo", 1)
+    wait_for(lambda: statuses(cluster.url, queues[-1], [job_id]) == ["succeeded"])
+    wait_for(lambda: all(blocked_in_a_pop(cluster, port) for _, port in cluster.startup_nodes))
     started = time.monotonic()
     worker.signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0

@@ -189,16 +189,6 @@ def dash_producer(redis_url: str, dash_keys: QueueKeys) -> Iterator[Producer]:
         yield client
 
 
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
-    """A redis-server of this test alone: it may be stopped, and its counts are ours."""
-    (tmp_path / "redis").mkdir()
-    server = RedisServerProcess(data_dir=tmp_path / "redis")
-    server.start()
-    yield server
-    server.cleanup()
-
-
 # -- every page -------------------------------------------------------------------------------
 
 

@@ -4,11 +4,8 @@ read back with `producer.history.read_history`; and an idle worker writes nothin
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
-import pytest
 import redis
 
 from producer import Producer
@@ -21,16 +18,6 @@ from worker.cli.local_redis import RedisServerProcess
 FAST_BEATS = {"COROQ_HEARTBEAT_INTERVAL": "0.5", "COROQ_HEARTBEAT_TTL": "1.5"}
 # The commands the history script sends; nothing else an idle worker does sends them.
 HISTORY_COMMANDS = ("hincrby", "hkeys", "expire")
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServerProcess]:
-    """A redis-server of this test alone, so its command counts are the worker's only."""
-    (tmp_path / "redis").mkdir()
-    server = RedisServerProcess(data_dir=tmp_path / "redis")
-    server.start()
-    yield server
-    server.cleanup()
 
 
 def history_now(client: redis.Redis, keys: QueueKeys) -> tuple[float, list[MinuteCounts]]:
