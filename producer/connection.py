@@ -125,7 +125,7 @@ def async_node_client(url: str, host: str, port: int) -> redis.asyncio.Redis:
     """A plain asyncio client of one node of the Cluster that `url` names (its credentials and
     TLS), for commands already routed to the node that serves their slot."""
     cluster = parse_cluster_url(url)
-    return redis.asyncio.Redis(
+    client = redis.asyncio.Redis(
         host=host,
         port=port,
         username=cluster.username,
@@ -134,6 +134,7 @@ def async_node_client(url: str, host: str, port: int) -> redis.asyncio.Redis:
         socket_timeout=10.0,
         socket_connect_timeout=5.0,
     )
+    return _packing_with_hiredis(client)
 
 
 def is_cluster_client(client: object) -> bool:
@@ -203,6 +204,11 @@ def async_client(
             url, max_connections=max_connections, timeout=None, **options
         )
         client = redis.asyncio.Redis.from_pool(blocking)
+    return _packing_with_hiredis(client)
+
+
+def _packing_with_hiredis(client: redis.asyncio.Redis) -> redis.asyncio.Redis:
+    """The client, its new connections packing commands in C when hiredis is installed."""
     if HIREDIS_AVAILABLE:
         pool = client.connection_pool
         pool.connection_class = _HIREDIS_PACKING.get(pool.connection_class, pool.connection_class)
