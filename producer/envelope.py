@@ -15,6 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
 from producer.errors import InvalidJob
+from producer.tracing import current_trace_context
 
 MAX_ID_LENGTH = 256
 MAX_TASK_NAME_LENGTH = 200
@@ -113,7 +114,8 @@ def validate_envelope(
 
 
 def stamp(envelope: JobEnvelope) -> JobEnvelope:
-    """Give the envelope an id and an enqueue time when the producer did not set them."""
+    """Give the envelope an id and an enqueue time when the producer did not set them, and
+    the caller's trace context (producer/tracing.py) when it has one and the job none."""
     # Written to the model's fields directly: both values are valid by construction, and
     # the validating `BaseModel.__setattr__` cost as much as encoding the whole job.
     fields = envelope.__dict__
@@ -121,6 +123,11 @@ def stamp(envelope: JobEnvelope) -> JobEnvelope:
         fields["id"] = new_job_id()
     if fields["enqueued_at"] is None:
         fields["enqueued_at"] = time.time()
+    extra = envelope.__pydantic_extra__
+    if extra is not None and "trace" not in extra:
+        trace = current_trace_context()
+        if trace is not None:
+            extra["trace"] = trace
     return envelope
 
 

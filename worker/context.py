@@ -24,6 +24,9 @@ class JobInfo:
     attempt: int
     max_attempts: int
     reporter: _Reporter | None = field(default=None, repr=False, compare=False)
+    # The attempt's span, when the worker traces jobs (docs/tracing.md): 32 and 16 hex digits.
+    trace_id: str | None = None
+    span_id: str | None = None
 
     def progress(self, fraction: float, note: str = "") -> None:
         """Report how far the job has got, from 0 to 1, with an optional short note

@@ -62,13 +62,17 @@ _add_timestamp = _Timestamps()
 
 
 def _add_job_context(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
-    """Inside a job, every line carries its job_id, task, queue and attempt."""
+    """Inside a job, every line carries its job_id, task, queue and attempt, and in a traced
+    job its trace_id and span_id, which join the line to the trace."""
     job = current_job_or_none()
     if job is not None:
         event.setdefault("job_id", job.id)
         event.setdefault("task", job.task)
         event.setdefault("queue", job.queue)
         event.setdefault("attempt", job.attempt)
+        if job.trace_id is not None:
+            event.setdefault("trace_id", job.trace_id)
+            event.setdefault("span_id", job.span_id)
     return event
 
 

@@ -24,6 +24,7 @@ from worker.process.scheduler import all_schedules
 from worker.process.supervisor import Supervisor, child_arguments
 from worker.registry import TaskRegistry
 from worker.settings import WorkerSettings, load_settings
+from worker.tracing import job_tracer
 
 app = typer.Typer(
     name="worker",
@@ -126,7 +127,9 @@ def serve(
         supervisor = Supervisor(settings, child_arguments(sys.argv[1:]), per_child, burst=burst)
         raise typer.Exit(supervisor.run())
     try:
-        summary = Worker(settings, registry, burst=burst).run()
+        # After the task modules: one of them may have set up OpenTelemetry itself.
+        tracer = job_tracer(settings.worker_id)
+        summary = Worker(settings, registry, burst=burst, tracer=tracer).run()
     except CoroqError as exc:
         raise fail(str(exc), getattr(exc, "exit_code", 1)) from None
     if summary.exit_code:

@@ -16,7 +16,7 @@ import contextvars
 import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -35,6 +35,9 @@ from worker.registry import TaskSpec
 from worker.retry import Backoff, GiveUp, decide
 from worker.tasks.http_session import SharedHttpSession
 
+if TYPE_CHECKING:  # imported only by a worker that traces its jobs
+    from worker.tracing.spans import JobTracer
+
 log = structlog.get_logger()
 
 # How long a job cancelled by shutdown may spend putting itself back in the queue.
@@ -50,8 +53,10 @@ class JobRunner:
         backoff: Backoff,
         metrics: WorkerMetrics,
         throughput: ThroughputCounter | None = None,
+        tracer: JobTracer | None = None,
     ) -> None:
         self._store = store
+        self._tracer = tracer
         self._metrics = metrics
         self._executor = executor
         self._http = http
@@ -127,8 +132,18 @@ class JobRunner:
         # Every log line of this task (the handler's too) carries the job's context; the
         # task has a context of its own, so nothing needs undoing at the end.
         progress = ProgressHandle(asyncio.get_running_loop(), self._store.progress, running)
+        span = None if self._tracer is None else self._tracer.begin(running)
         set_current_job(
-            JobInfo(job.id, job.task, job.queue, running.attempt, job.max_attempts, progress)
+            JobInfo(
+                job.id,
+                job.task,
+                job.queue,
+                running.attempt,
+                job.max_attempts,
+                progress,
+                trace_id=None if span is None else span.trace_id,
+                span_id=None if span is None else span.span_id,
+            )
         )
         try:
             if running.cancel_requested:  # cancelled between its start and now
@@ -148,6 +163,8 @@ class JobRunner:
             raise
         finally:
             progress.close()
+            if span is not None:
+                span.end(running)
 
     async def _run_attempt(self, running: RunningJob) -> None:
         self._http.install()
@@ -230,7 +247,7 @@ class JobRunner:
             log.info("job.succeeded", duration_ms=duration_ms)
             self.finished_total += 1
             self.throughput.succeeded(job.queue)
-            self._metrics.job_finished(job.queue, job.task, "succeeded", duration_ms / 1000)
+            self._finished(running, "succeeded", duration_ms / 1000)
         else:
             log.warning("job.ack_lost", duration_ms=duration_ms, outcome="succeeded")
 
@@ -239,6 +256,7 @@ class JobRunner:
     ) -> None:
         """Reschedule the job after a backoff, or send it to the dead list."""
         job = running.job
+        running.error = error
         log.warning(
             "job.failed",
             reason=error.reason,
@@ -256,7 +274,7 @@ class JobRunner:
             self._cancelled(running, duration_ms)
         elif settled:
             log.info("job.retrying", reason=error.reason, delay_s=round(decision.delay, 3))
-            self._metrics.job_finished(job.queue, job.task, "retried", duration_ms / 1000)
+            self._finished(running, "retried", duration_ms / 1000)
         else:
             log.warning("job.ack_lost", outcome="retrying", reason=error.reason)
 
@@ -264,6 +282,7 @@ class JobRunner:
         self, running: RunningJob, error: JobError, duration_ms: float | None
     ) -> None:
         job = running.job
+        running.error = error
         settled = await self._store.dead(running, error)
         if settled == CANCELLED_INSTEAD:
             self._cancelled(running, duration_ms)
@@ -271,8 +290,7 @@ class JobRunner:
             log.error("job.dead", reason=error.reason, error=str(error), attempts=running.attempt)
             self.finished_total += 1
             self.throughput.failed(job.queue)
-            duration_s = None if duration_ms is None else duration_ms / 1000
-            self._metrics.job_finished(job.queue, job.task, "dead", duration_s)
+            self._finished(running, "dead", None if duration_ms is None else duration_ms / 1000)
         else:
             log.warning("job.ack_lost", outcome="dead", reason=error.reason)
 
@@ -290,14 +308,16 @@ class JobRunner:
             log.info("job.cancel_too_late", held=bool(settled))
 
     def _cancelled(self, running: RunningJob, duration_ms: float | None) -> None:
-        job = running.job
         log.info("job.cancelled", started=True, duration_ms=duration_ms)
         self.finished_total += 1
-        duration_s = None if duration_ms is None else duration_ms / 1000
-        self._metrics.job_finished(job.queue, job.task, "cancelled", duration_s)
+        running.error = None  # its failure, if any, was not its end
+        self._finished(running, "cancelled", None if duration_ms is None else duration_ms / 1000)
+
+    def _finished(self, running: RunningJob, outcome: str, duration_s: float | None) -> None:
+        running.outcome = outcome
+        self._metrics.job_finished(running.job.queue, running.job.task, outcome, duration_s)
 
     async def _requeue_after_cancel(self, running: RunningJob) -> None:
-        job = running.job
         try:
             requeued = await self._store.requeue(running, give_up_after=REQUEUE_GIVE_UP_AFTER)
         except Exception as exc:  # noqa: BLE001 - the job stays in the processing list
@@ -305,7 +325,7 @@ class JobRunner:
             return
         log.info("job.requeued", held=requeued)
         if requeued:
-            self._metrics.job_finished(job.queue, job.task, "requeued", None)
+            self._finished(running, "requeued", None)
 
 
 def _ms_since(started: float) -> float:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.errors import JobError
 from worker.jobs.decode import ReceivedJob
 from worker.jobs.slots import Lease
 
@@ -33,6 +34,10 @@ class RunningJob:
     task: asyncio.Task[Any] | None = None
     # A producer asked for it to be cancelled (docs/futures.md#cancel).
     cancel_requested: bool = False
+    # How the attempt ended, once it did (succeeded, retried, dead, cancelled, requeued),
+    # and the error of a failed one: for its span (worker/tracing).
+    outcome: str = ""
+    error: JobError | None = None
 
     @property
     def held_attempt(self) -> int:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
@@ -64,6 +64,9 @@ from worker.retry import Backoff
 from worker.settings import WorkerSettings
 from worker.tasks.http_session import SharedHttpSession
 
+if TYPE_CHECKING:  # imported only by a worker that traces its jobs
+    from worker.tracing.spans import JobTracer
+
 log = structlog.get_logger()
 
 # Allocations between two collections of the youngest generation (Python's default: 700).
@@ -101,11 +104,17 @@ class ShutdownSummary:
 
 class Worker:
     def __init__(
-        self, settings: WorkerSettings, registry: TaskRegistry, *, burst: bool = False
+        self,
+        settings: WorkerSettings,
+        registry: TaskRegistry,
+        *,
+        burst: bool = False,
+        tracer: JobTracer | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.burst = burst
+        self._tracer = tracer  # spans of the jobs, when tracing is in use (docs/tracing.md)
         self.running = RunningJobs()
         self.slots = Slots(settings.concurrency)
         self.slots.on_gather = self._wake_idle_consumers
@@ -156,7 +165,7 @@ class Worker:
             self.settings.retry_base, self.settings.retry_factor, self.settings.retry_cap
         )
         self._runner = JobRunner(
-            store, self._executor, self._http, backoff, self.metrics, self.throughput
+            store, self._executor, self._http, backoff, self.metrics, self.throughput, self._tracer
         )
         try:
             keys = [queue.protocol.keys for queue in queues.values()]
@@ -489,6 +498,8 @@ class Worker:
                 )
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.loop_thread.stop()
+        if self._tracer is not None:
+            self._tracer.close()  # the spans still buffered go out before the process ends
         # Jobs still in our processing lists (an outage kept them from going back) are
         # recovered by other workers once the liveness keys lapse; otherwise clear them now.
         self.heartbeat.stop(clear=len(self.running) == 0 and self._nothing_held())
