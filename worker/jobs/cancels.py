@@ -47,18 +47,32 @@ class CancelListener:
         self._by_settle_channel = {keys.settle_channel: keys for keys in queues}
         self._settling = Settling(client, queues)
         self._running = running
+        # Set once every channel is subscribed: the worker starts taking jobs after that (and
+        # so is not stopped while redis-py is still setting the connection up).
+        self.subscribed = asyncio.Event()
 
-    async def run(self) -> None:
-        """Listen and settle until cancelled, reconnecting after connection errors."""
-        await asyncio.gather(self._listen(), self._settling.run())
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """Listening and settling, each a task of its own until cancelled, to be stopped by the
+        caller with the worker's other housekeeping (`cancel_until_done`): redis-py may swallow
+        a cancel that lands as it sets up a connection, so one cancel does not always stop
+        them. (Run under one `gather` or task group, such a task outlived its parent, its
+        connection still open as the loop closed.)"""
+        return [
+            asyncio.create_task(self.listen(), name="cancels"),
+            asyncio.create_task(self._settling.run(), name="settling"),
+        ]
 
-    async def _listen(self) -> None:
+    async def listen(self) -> None:
+        """Listen until cancelled, reconnecting after connection errors."""
         pause = FIRST_PAUSE
         while True:
             pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(*self._by_channel, *self._by_settle_channel)
+                channels = len(self._by_channel) + len(self._by_settle_channel)
                 async for message in pubsub.listen():
+                    if message["type"] == "subscribe" and message["data"] == channels:
+                        self.subscribed.set()  # the last channel's confirmation
                     channel = _text(message["channel"])
                     settle = self._by_settle_channel.get(channel)
                     if settle is not None:

@@ -69,6 +69,9 @@ if TYPE_CHECKING:  # imported only by a worker that traces its jobs
 
 log = structlog.get_logger()
 
+# How long a start waits for the cancel listener to subscribe before taking jobs anyway.
+SUBSCRIBE_WAIT = 2.0
+
 # Allocations between two collections of the youngest generation (Python's default: 700).
 GC_YOUNG_THRESHOLD = 20_000
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
@@ -263,7 +266,11 @@ class Worker:
             watch_lost_for=self.settings.poll_timeout + 1.0,
         )
         cancels = CancelListener(client, [queue.protocol.keys for queue in queues], self.running)
-        self._housekeeping.append(asyncio.create_task(cancels.run(), name="cancels"))
+        self._housekeeping += cancels.tasks()
+        # Cancels are heard from the first job on. Bounded: Redis going away now is waited
+        # out by the listener, not by the start.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(cancels.subscribed.wait(), SUBSCRIBE_WAIT)
         by_queue = {queue.protocol.keys.queue: queue for queue in queues}
         scheduler = Scheduler(
             [
