@@ -49,7 +49,7 @@ from bench.worker_processes import spawn_worker, stop_workers  # noqa: E402
 from producer import JobEnvelope, Producer  # noqa: E402
 from producer.keys import QueueKeys  # noqa: E402
 from tests.topologies import RedisCluster, slot_of  # noqa: E402
-from worker.cli.local_redis import RedisServerProcess  # noqa: E402
+from worker.local_redis import RedisServerProcess  # noqa: E402
 
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "cluster.json"
 GOAL = ">= 0.90 (within 10 %)"

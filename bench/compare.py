@@ -63,7 +63,7 @@ from bench.comparison.systems import (  # noqa: E402
     venv_ready,
 )
 from bench.comparison.workloads import FULL, QUICK, Bench, Outcome  # noqa: E402
-from worker.cli.local_redis import RedisServerProcess  # noqa: E402
+from worker.local_redis import RedisServerProcess  # noqa: E402
 
 WORKLOADS = ("w1", "w2", "w3", "w4", "w5", "push", "scale")
 PUSH_PEERS = ("arq", "saq")  # the issue compares `producer push` with these two enqueue APIs

@@ -61,7 +61,7 @@ from bench.comparison.systems import (  # noqa: E402
 )
 from producer import AsyncProducer  # noqa: E402
 from producer.envelope import build_envelope  # noqa: E402
-from worker.cli.local_redis import RedisServerProcess  # noqa: E402
+from worker.local_redis import RedisServerProcess  # noqa: E402
 
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "completion.json"
 IDLE_WINDOW_S = 10.0

@@ -35,7 +35,7 @@ from bench.comparison.workloads import wait_for_workers  # noqa: E402
 from producer import Producer  # noqa: E402
 from producer.envelope import build_envelope  # noqa: E402
 from producer.keys import QueueKeys  # noqa: E402
-from worker.cli.local_redis import RedisServerProcess  # noqa: E402
+from worker.local_redis import RedisServerProcess  # noqa: E402
 
 QUEUE = "cpu-split"
 STAGING = "cpu-split-staging"

@@ -80,8 +80,8 @@ from producer.dashboard.overview import DISCOVER_EVERY, OverviewReader  # noqa: 
 from producer.dashboard.pages import STATE  # noqa: E402
 from producer.history import HISTORY_TTL_S, MINUTES_KEPT, history_field, minute_of  # noqa: E402
 from producer.keys import QueueKeys, workers_key  # noqa: E402
-from worker.cli.local_redis import RedisServerProcess, free_port  # noqa: E402
 from worker.jobs.protocol import dead_entry  # noqa: E402
+from worker.local_redis import RedisServerProcess, free_port  # noqa: E402
 
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "dashboard.json"
 PREFIX = "coroq"

@@ -42,7 +42,7 @@ import orjson  # noqa: E402
 import redis  # noqa: E402
 
 from producer import JobEnvelope, Producer, QueueKeys  # noqa: E402
-from worker.cli.local_redis import RedisServerProcess  # noqa: E402
+from worker.local_redis import RedisServerProcess  # noqa: E402
 
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "priority.json"
 PROBE_TASK = "bench.noop"

@@ -41,7 +41,7 @@ from bench.comparison.systems import (  # noqa: E402
     git_revision,
     pick_redis_server,
 )
-from worker.cli.local_redis import RedisServerProcess  # noqa: E402
+from worker.local_redis import RedisServerProcess  # noqa: E402
 
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 THREAD = re.compile(r"^(thread|process) ")

@@ -50,7 +50,7 @@ from bench.worker_processes import spawn_worker  # noqa: E402
 from producer import Producer  # noqa: E402
 from producer.keys import QueueKeys  # noqa: E402
 from producer.statuses import FINAL_STATUSES, JobStatus  # noqa: E402
-from worker.cli.local_redis import RedisServerProcess  # noqa: E402
+from worker.local_redis import RedisServerProcess  # noqa: E402
 
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "recovery.json"
 TASK = "tests.nap"

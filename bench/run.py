@@ -43,7 +43,7 @@ import redis
 from producer import Producer
 from producer.envelope import JobEnvelope, build_envelope
 from producer.keys import QueueKeys
-from worker.cli.local_redis import RedisServerProcess
+from worker.local_redis import RedisServerProcess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BRPOP_LOOP = REPO_ROOT / "bench" / "brpop_loop.py"

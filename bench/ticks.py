@@ -34,7 +34,7 @@ import orjson  # noqa: E402
 import redis  # noqa: E402
 
 from producer.keys import QueueKeys  # noqa: E402
-from worker.cli.local_redis import RedisServerProcess  # noqa: E402
+from worker.local_redis import RedisServerProcess  # noqa: E402
 
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "ticks.json"
 SCHEDULE = "bench.tick"

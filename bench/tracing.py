@@ -40,7 +40,7 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from bench.cluster import Drain, wait_until, warning_lines  # noqa: E402
 from bench.worker_processes import spawn_worker, stop_workers  # noqa: E402
 from producer import JobEnvelope, Producer  # noqa: E402
-from worker.cli.local_redis import RedisServerProcess  # noqa: E402
+from worker.local_redis import RedisServerProcess  # noqa: E402
 
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "tracing.json"
 CASES = {"untraced": "bench.tasks", "traced": "bench.tasks,bench.traced_tasks"}

@@ -108,6 +108,12 @@ class QueueKeys:
         """A SCAN pattern matching every job record of this queue."""
         return f"{self.base}:job:*"
 
+    @property
+    def all_keys_pattern(self) -> str:
+        """A SCAN pattern matching every key of this queue, and no key of another (queue
+        names and prefixes hold no glob character)."""
+        return f"{self.base}:*"
+
     def processing(self, worker_id: str) -> str:
         return f"{self.base}:processing:{worker_id}"
 

@@ -25,7 +25,7 @@ import redis
 
 from producer.keys import QueueKeys
 from tests.redis_versions import put_first_on_path, server_version
-from worker.cli.local_redis import RedisServerProcess
+from worker.local_redis import RedisServerProcess
 
 TESTS_DIR = Path(__file__).parent
 REPO_ROOT = TESTS_DIR.parent

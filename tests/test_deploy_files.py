@@ -29,7 +29,7 @@ from tests.deploy_tools import (
     entry_point,
     run,
 )
-from worker.cli.local_redis import free_port
+from worker.local_redis import free_port
 from worker.settings import WorkerSettings
 
 # -- docker-compose.yml ---------------------------------------------------------------------

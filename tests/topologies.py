@@ -10,7 +10,7 @@ within a few seconds is killed), and delete their files. Persistence is off unle
         old = sentinels.kill_primary()
         new = sentinels.wait_for_new_primary(old)
 
-Modelled on `worker.cli.local_redis.RedisServerProcess`, with two differences: every client
+Modelled on `worker.local_redis.RedisServerProcess`, with two differences: every client
 here is made without redis-py's retries (which back off for seconds on a refused connection or
 a NOAUTH, both expected while polling), and a process that exits at start says why.
 """
@@ -36,7 +36,7 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from tests.conftest import wait_for
-from worker.cli.local_redis import RedisServerNotFound, find_redis_server
+from worker.local_redis import RedisServerNotFound, find_redis_server
 
 HOST = "127.0.0.1"
 Address = tuple[str, int]

@@ -13,7 +13,7 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -234,6 +234,11 @@ class TaskRegistry:
     def schedules(self) -> list[Schedule]:
         """The schedules of the periodic tasks (`@task(cron=...)`, `every=`)."""
         return [spec.schedule for spec in self._specs.values() if spec.schedule is not None]
+
+    def without_schedules(self) -> TaskRegistry:
+        """The same tasks, none of them periodic: for a worker whose jobs must be only those
+        pushed to it (the in-process worker of tests, `worker.testing`)."""
+        return TaskRegistry(replace(spec, schedule=None) for spec in self._specs.values())
 
     def __len__(self) -> int:
         return len(self._specs)

@@ -129,7 +129,7 @@ def pick_redis_server(explicit: str | None) -> str:
             return str(candidate)
     # Imported here: the baseline's enqueue child imports this module with an earlier
     # worker/ on its path, which may keep the helper elsewhere.
-    from worker.cli.local_redis import find_redis_server
+    from worker.local_redis import find_redis_server
 
     return find_redis_server()
 

@@ -50,7 +50,7 @@ from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 from producer import Producer  # noqa: E402
 from tests.conftest import REPO_ROOT  # noqa: E402
-from worker.cli.local_redis import free_port  # noqa: E402
+from worker.local_redis import free_port  # noqa: E402
 
 T = TypeVar("T")
 DESKTOP = (1280, 900)

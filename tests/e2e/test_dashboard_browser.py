@@ -26,7 +26,7 @@ from producer.keys import QueueKeys
 from tests.conftest import WorkerProcess, wait_for
 from tests.e2e.conftest import FAST_BEATS, PHONE, Browser, DashboardProcess
 from tests.integration.helpers import wait_for_outcome, worker_id
-from worker.cli.local_redis import RedisServerProcess
+from worker.local_redis import RedisServerProcess
 
 SCRIPT_TAG = "<script>alert(1)</script>"
 IMG_TAG = "<img src=x onerror=alert(1)>"

@@ -15,7 +15,7 @@ import redis
 from producer.keys import QueueKeys
 from tests.faults.ledger import Ledger
 from tests.faults.processes import WorkerLauncher, worker_env
-from worker.cli.local_redis import RedisServerProcess
+from worker.local_redis import RedisServerProcess
 
 FAULTS_DIR = Path(__file__).parent
 

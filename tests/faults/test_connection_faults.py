@@ -19,7 +19,7 @@ from tests.faults.ledger import Ledger
 from tests.faults.processes import FAST_TIMINGS, WorkerLauncher
 from tests.faults.proxy import FaultyProxy
 from tests.faults.scale import scaled, timeout_for
-from worker.cli.local_redis import RedisServerProcess
+from worker.local_redis import RedisServerProcess
 
 HEARTBEAT_TTL = float(FAST_TIMINGS["COROQ_HEARTBEAT_TTL"])
 

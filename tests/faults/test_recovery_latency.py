@@ -23,7 +23,7 @@ from tests.faults.ledger import Ledger
 from tests.faults.processes import WorkerLauncher
 from tests.faults.proxy import FaultyProxy
 from tests.faults.scale import scaled, timeout_for
-from worker.cli.local_redis import RedisServerProcess
+from worker.local_redis import RedisServerProcess
 
 ONE_WAY_LATENCY_S = 0.15
 REAPER_INTERVAL_S = 0.5

@@ -37,7 +37,7 @@ from tests.conftest import wait_for
 from tests.faults.ledger import Ledger
 from tests.faults.processes import WorkerLauncher
 from tests.faults.scale import scaled, timeout_for
-from worker.cli.local_redis import RedisServerProcess, free_port
+from worker.local_redis import RedisServerProcess, free_port
 
 AOF = ("--appendonly", "yes", "--appendfsync", "everysec")
 EVERYSEC_WINDOW_S = 1.0

@@ -9,7 +9,7 @@ import pytest
 
 from producer import Producer
 from producer.keys import QueueKeys
-from worker.cli.local_redis import RedisServerProcess
+from worker.local_redis import RedisServerProcess
 
 
 @pytest.fixture

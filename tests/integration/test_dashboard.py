@@ -40,8 +40,8 @@ from producer.history import history_field, minute_of
 from producer.keys import QueueKeys, workers_key
 from tests.conftest import REPO_ROOT, wait_for
 from tests.integration.helpers import run_module, wait_for_outcome, worker_id
-from worker.cli.local_redis import RedisServerProcess, free_port
 from worker.jobs.protocol import dead_entry
+from worker.local_redis import RedisServerProcess, free_port
 
 T = TypeVar("T")
 if TYPE_CHECKING:  # aiohttp's test client takes type parameters from 3.10 on

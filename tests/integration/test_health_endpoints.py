@@ -21,7 +21,7 @@ from producer.connection import async_client
 from producer.keys import QueueKeys
 from tests.conftest import WorkerProcess
 from tests.deploy_tools import DOCKERFILE, clean_env, entry_point, run
-from worker.cli.local_redis import free_port
+from worker.local_redis import free_port
 from worker.metrics import WorkerMetrics, refresh_queue_depths
 from worker.process.http_endpoints import HealthServer
 from worker.process.loop_thread import EventLoopThread

@@ -13,7 +13,7 @@ from producer.history import HISTORY_TTL_S, MinuteCounts, read_history
 from producer.keys import QueueKeys
 from tests.conftest import wait_for
 from tests.integration.helpers import worker_id
-from worker.cli.local_redis import RedisServerProcess
+from worker.local_redis import RedisServerProcess
 
 FAST_BEATS = {"COROQ_HEARTBEAT_INTERVAL": "0.5", "COROQ_HEARTBEAT_TTL": "1.5"}
 # The commands the history script sends; nothing else an idle worker does sends them.

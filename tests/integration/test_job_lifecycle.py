@@ -20,7 +20,7 @@ from tests.integration.helpers import (
     wait_for_outcome,
     worker_id,
 )
-from worker.cli.local_redis import RedisServerProcess
+from worker.local_redis import RedisServerProcess
 
 
 def assert_succeeded_once(found: dict, *, task: str, queue: str, worker: str) -> None:

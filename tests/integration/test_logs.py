@@ -13,7 +13,7 @@ from producer import Producer
 from producer.keys import QueueKeys
 from tests.conftest import wait_for
 from tests.integration.helpers import run_module
-from worker.cli.local_redis import RedisServerProcess, free_port
+from worker.local_redis import RedisServerProcess, free_port
 
 PASSWORD = "s3cret-pw"
 JOB_CONTEXT = ("job_id", "task", "queue", "attempt")

@@ -17,7 +17,7 @@ from producer.redis_urls import parse_cluster_url, parse_sentinel_url
 from tests.conftest import REPO_ROOT, WorkerProcess
 from tests.integration.helpers import run_module
 from tests.topologies import TlsRedis, TlsUnsupported
-from worker.cli.local_redis import RedisServerProcess
+from worker.local_redis import RedisServerProcess
 
 OPERATIONS = REPO_ROOT / "docs" / "operations.md"
 PASSWORD = "s3cret-for-tests"

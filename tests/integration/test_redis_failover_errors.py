@@ -16,7 +16,7 @@ from producer import Producer
 from producer.keys import QueueKeys
 from tests.conftest import wait_for
 from tests.integration.helpers import wait_for_outcome
-from worker.cli.local_redis import RedisServerProcess, free_port
+from worker.local_redis import RedisServerProcess, free_port
 
 
 @pytest.fixture

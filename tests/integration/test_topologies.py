@@ -31,9 +31,9 @@ from tests.topologies import (
     no_retry,
     slot_of,
 )
-from worker.cli.local_redis import find_redis_server
 from worker.jobs.protocol import QueueProtocol
 from worker.jobs.queues import pipelined_worker_scripts
+from worker.local_redis import find_redis_server
 
 PASSWORD = "topologies-test-password"
 

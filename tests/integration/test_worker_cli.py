@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.helpers import run_module
-from worker.cli.local_redis import free_port
+from worker.local_redis import free_port
 
 
 @pytest.fixture

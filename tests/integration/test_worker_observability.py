@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from producer import Producer
 from producer.keys import QueueKeys
 from tests.conftest import wait_for
-from worker.cli.local_redis import RedisServerProcess, free_port
+from worker.local_redis import RedisServerProcess, free_port
 
 
 @pytest.fixture

