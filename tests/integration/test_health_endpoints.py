@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -241,3 +242,34 @@ def test_workers_left_on_the_default_port_share_a_host_and_health_finds_each(
     code, output = health_with(environment, "--pid", "1")
     assert code == 1
     assert "no worker with pid 1" in output
+
+
+def test_a_blocked_event_loop_fails_healthz_and_metrics_still_answer(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The checks run on the worker's loop: one that does not answer is not live. The server's
+    # own thread still answers, so the probe gets a reason rather than a timeout.
+    monkeypatch.setattr("worker.process.http_endpoints.LOOP_ANSWER_TIMEOUT", 0.3)
+    release = running.loop_thread.loop.call_soon_threadsafe
+    blocked = threading.Event()
+    release(lambda: blocked.wait(10))
+    try:
+        status, _, body = get(running.url("/healthz"))
+        assert status == 503
+        assert json.loads(body)["reason"] == "the event loop did not answer within 0.3 s"
+        status, _, body = get(running.url("/metrics"))
+        assert status == 200
+        assert b"coroq_" in body
+    finally:
+        blocked.set()
+    status, _, _ = get(running.url("/healthz"))
+    assert status == 200
+
+
+def test_an_unknown_path_is_404_and_head_answers_without_a_body(running: Running) -> None:
+    status, _, _ = get(running.url("/nothing-here"))
+    assert status == 404
+    request = urllib.request.Request(running.url("/healthz"), method="HEAD")  # noqa: S310
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - 127.0.0.1
+        assert response.status == 200
+        assert response.read() == b""

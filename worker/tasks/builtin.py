@@ -1,16 +1,19 @@
-"""Built-in tasks: `echo`, `sleep` and `http.request`."""
+"""Built-in tasks: `echo`, `sleep` and `http.request`.
+
+aiohttp is imported by the first `http.request` job (worker.tasks.http_session), not with
+the tasks: a worker that never runs one does not carry it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any, Literal
 
-import aiohttp
 import structlog
 from pydantic import Field
 
 from worker.registry import task
-from worker.tasks.http_session import current_http_session
+from worker.tasks.http_session import client_timeout, current_http_session
 
 log = structlog.get_logger()
 
@@ -58,7 +61,7 @@ async def http_request(
         params=params,
         json=json,
         data=data,
-        timeout=aiohttp.ClientTimeout(total=timeout),
+        timeout=client_timeout(timeout),
     ) as response:
         body = await response.text(errors="replace")
     if raise_for_status and response.status >= 400:
