@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import errno
+import socket
 import threading
 from collections.abc import Awaitable, Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +42,8 @@ Check = Callable[[], CheckResult]
 SCRAPE_REFRESH_TIMEOUT = 2.0
 # Longest a check waits for the event loop to run it: a loop that does not answer is not live.
 LOOP_ANSWER_TIMEOUT = 5.0
+# How long the server's thread waits for a request before it looks again: for ever, in effect.
+IDLE_WAIT = 3600.0
 # A port left at its default that is taken: the next ones are tried, up to this many.
 DEFAULT_PORT_TRIES = 100
 JSON = "application/json; charset=utf-8"
@@ -124,8 +128,10 @@ class HealthServer:
         server = ThreadingHTTPServer((self.host, port), _handler_of(self))
         server.daemon_threads = True  # a request under way never holds the process up
         self._server = server
+        # It sleeps until a request comes (an idle worker's threads must not wake for
+        # nothing, docs/performance.md#w4); `stop` wakes it with a connection of its own.
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="coroq-http",
+            target=server.serve_forever, kwargs={"poll_interval": IDLE_WAIT}, name="coroq-http",
             daemon=True,
         )  # fmt: skip
         self._thread.start()
@@ -133,9 +139,17 @@ class HealthServer:
 
     async def stop(self) -> None:
         server, thread, self._server, self._thread = self._server, self._thread, None, None
-        if server is not None:
-            await asyncio.to_thread(server.shutdown)  # waits for serve_forever to return
-            server.server_close()
+        if server is None:
+            return
+        # `shutdown` asks serve_forever to return and waits until it has; a connection wakes
+        # its wait for the next request, until it has seen the request to stop.
+        stopped = asyncio.ensure_future(asyncio.to_thread(server.shutdown))
+        address = _local_address(server)
+        while not stopped.done():
+            with contextlib.suppress(OSError):
+                socket.create_connection(address, timeout=1).close()
+            await asyncio.wait({stopped}, timeout=0.05)
+        server.server_close()
         if thread is not None:
             await asyncio.to_thread(thread.join, LOOP_ANSWER_TIMEOUT)
 
@@ -186,6 +200,14 @@ class HealthServer:
             return False, "the event loop has stopped"
         except concurrent.futures.TimeoutError:
             return False, f"the event loop did not answer within {LOOP_ANSWER_TIMEOUT:g} s"
+
+
+def _local_address(server: ThreadingHTTPServer) -> tuple[str, int]:
+    """Where to connect to reach `server` from this host (a wildcard bind is reached on the
+    loopback address of its family)."""
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - read, not bound
+    return wildcard.get(host, host), port
 
 
 def _handler_of(server: HealthServer) -> type[BaseHTTPRequestHandler]:
