@@ -42,9 +42,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as `python bench/cluster.py`
     sys.path.insert(0, str(REPO_ROOT))
 
-import orjson  # noqa: E402
 import redis  # noqa: E402
 
+from bench.report_file import write_report  # noqa: E402
 from bench.worker_processes import spawn_worker, stop_workers  # noqa: E402
 from producer import JobEnvelope, Producer  # noqa: E402
 from producer.keys import QueueKeys  # noqa: E402
@@ -224,17 +224,7 @@ def main() -> None:
         goal = f"  goal: {GOAL}" if name in GOAL_OF else ""
         print(f"{name:36} {value['median']} [{value['min']} - {value['max']}]{goal}")
     print(f"{'problems':36} {problems or 'none'}")
-    report = {
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "goal": GOAL,
-        "cpus": os.cpu_count(),
-        "load_average_start_end": [load_at_start, os.getloadavg()],
-        "result": result,
-        "problems": problems,
-        "per_round": rounds,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    write_report(args.json, args, load_at_start, result, problems, rounds, goal=GOAL)
 
 
 if __name__ == "__main__":

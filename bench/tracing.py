@@ -33,11 +33,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as `python bench/tracing.py`
     sys.path.insert(0, str(REPO_ROOT))
 
-import orjson  # noqa: E402
 import psutil  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 
 from bench.cluster import Drain, wait_until, warning_lines  # noqa: E402
+from bench.report_file import write_report  # noqa: E402
 from bench.worker_processes import spawn_worker, stop_workers  # noqa: E402
 from producer import JobEnvelope, Producer  # noqa: E402
 from worker.local_redis import RedisServerProcess  # noqa: E402
@@ -142,16 +142,7 @@ def main() -> None:
     for name, value in result.items():
         print(f"{name:36} {value['median']} [{value['min']} - {value['max']}]")
     print(f"{'problems':36} {problems or 'none'}")
-    report = {
-        "args": {k: str(v) for k, v in vars(args).items()},
-        "cpus": os.cpu_count(),
-        "load_average_start_end": [load_at_start, os.getloadavg()],
-        "result": result,
-        "problems": problems,
-        "per_round": rounds,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    write_report(args.json, args, load_at_start, result, problems, rounds)
 
 
 if __name__ == "__main__":
