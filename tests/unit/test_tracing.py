@@ -17,9 +17,14 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from producer import AsyncProducer, JobEnvelope, Producer, call
 from producer.keys import QueueKeys
 from producer.tracing import current_trace_context
+from worker.jobs.decode import ReceivedJob, decode_job
+from worker.jobs.running import RunningJob
+from worker.jobs.slots import Lease, Slots
+from worker.registry import TaskRegistry
+from worker.settings import WorkerSettings
 from worker.tracing import job_tracer
 from worker.tracing.provider import TracingMisconfigured, exporters_named
-from worker.tracing.spans import carrier_problem, parent_context
+from worker.tracing.spans import JobTracer, carrier_problem, parent_context
 from worker.tracing.wanted import traces_asked_for
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -161,3 +166,39 @@ def test_a_worker_traces_nothing_unless_asked(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert job_tracer("w1") is None
+
+
+class _BrokenTracer:
+    def start_span(self, *args: object, **kwargs: object) -> trace.Span:
+        raise RuntimeError("a bug of the SDK")
+
+
+class _BrokenProvider(trace.NoOpTracerProvider):
+    def get_tracer(self, *args: object, **kwargs: object) -> trace.Tracer:
+        return _BrokenTracer()  # type: ignore[return-value]
+
+
+def _running_job(envelope: dict[str, object]) -> RunningJob:
+    keys = QueueKeys("traced")
+    settings = WorkerSettings(redis_url="redis://127.0.0.1:1/0")
+    registry = TaskRegistry.from_modules([])
+    job = decode_job(orjson.dumps(envelope), keys, registry, settings)
+    assert isinstance(job, ReceivedJob)
+    return RunningJob(job, Lease(Slots(1)), attempt=1)
+
+
+def test_a_span_that_cannot_be_made_or_ended_never_fails_the_job() -> None:
+    running = _running_job({"task": "echo", "id": "j1", "trace": {"traceparent": PARENT}})
+    assert JobTracer(_BrokenProvider(), "w1", owned=False).begin(running) is None
+
+    provider = TracerProvider()
+    span = JobTracer(provider, "w1", owned=True).begin(running)
+    assert span is not None
+    assert span.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    assert trace.get_current_span() is span.span
+    running.outcome = "succeeded"
+    made = span.span
+    span.span = _BrokenTracer()  # type: ignore[assignment]  # no set_attribute, no end
+    span.end(running)  # logged, not raised
+    assert trace.get_current_span() is trace.INVALID_SPAN  # its context was detached
+    made.end()

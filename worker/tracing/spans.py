@@ -47,7 +47,17 @@ class JobSpan:
         return trace.format_span_id(self.span.get_span_context().span_id)
 
     def end(self, running: RunningJob) -> None:
-        """Record how the attempt ended, and end the span (on the job's own task)."""
+        """Record how the attempt ended, and end the span (on the job's own task). Tracing
+        never fails a job: an error here is logged and the job's outcome stands."""
+        try:
+            self._record(running)
+            self.span.end()
+        except Exception:  # an SDK's or exporter's bug, not the job's
+            log.warning("tracing.span_end_failed", job_id=running.job.id, exc_info=True)
+        finally:
+            context.detach(self.token)  # type: ignore[arg-type]  # what attach returned
+
+    def _record(self, running: RunningJob) -> None:
         span = self.span
         span.set_attribute("coroq.job.outcome", running.outcome or "unsettled")
         error = running.error
@@ -55,8 +65,6 @@ class JobSpan:
             span.set_attribute("error.type", error.reason)
             span.record_exception(error.__cause__ or error)
             span.set_status(Status(StatusCode.ERROR, str(error)))
-        context.detach(self.token)  # type: ignore[arg-type]  # what attach returned
-        span.end()
 
 
 class JobTracer:
@@ -66,8 +74,16 @@ class JobTracer:
         self._worker_id = worker_id
         self._owned = owned  # made from the environment here: shut down here too
 
-    def begin(self, running: RunningJob) -> JobSpan:
-        """Start the attempt's span and make it current for the job's task."""
+    def begin(self, running: RunningJob) -> JobSpan | None:
+        """Start the attempt's span and make it current for the job's task; None when that
+        fails (logged): tracing never keeps a job from running."""
+        try:
+            return self._begin(running)
+        except Exception:  # an SDK's bug, not the job's
+            log.warning("tracing.span_start_failed", job_id=running.job.id, exc_info=True)
+            return None
+
+    def _begin(self, running: RunningJob) -> JobSpan:
         job = running.job
         parent = parent_context(job.envelope.__pydantic_extra__, job.id)
         attributes: dict[str, Any] = {
