@@ -962,8 +962,8 @@ def million_redis() -> Iterator[tuple[RedisServerProcess, str]]:
     dead letters, and queue `small` with ten of each, under a prefix of their own."""
     prefix = "million"
     fill = r"""
-    local kind, n, batch = ARGV[1], tonumber(ARGV[2]), {}
-    for i = 1, n do
+    local kind, first, last, batch = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), {}
+    for i = first, last do
       if kind == 'ready' then
         batch[#batch + 1] = '{"task":"bulk.noop","id":"bulk-' .. i .. '","args":[' .. i .. ']}'
       else
@@ -973,7 +973,7 @@ def million_redis() -> Iterator[tuple[RedisServerProcess, str]]:
           .. '"raw":"{\\"task\\":\\"bulk.fail\\",\\"id\\":\\"dead-' .. i
           .. '\\",\\"args\\":[' .. i .. ']}"}'
       end
-      if #batch == 5000 or i == n then
+      if #batch == 5000 or i == last then
         redis.call('LPUSH', KEYS[1], unpack(batch))
         batch = {}
       end
@@ -981,11 +981,15 @@ def million_redis() -> Iterator[tuple[RedisServerProcess, str]]:
     return redis.call('LLEN', KEYS[1])
     """
     with RedisServerProcess() as server:
-        client = redis.Redis.from_url(server.url)
+        # Filled 100,000 entries a call: one call of a million took longer than a socket read
+        # may wait on a loaded machine.
+        client = redis.Redis.from_url(server.url, socket_timeout=60)
         for queue, count in (("huge", MILLION), ("small", 10)):
             keys = QueueKeys(queue, prefix)
-            assert client.eval(fill, 1, keys.ready, "ready", count) == count
-            assert client.eval(fill, 1, keys.dead, "dead", count) == count
+            for first in range(1, count + 1, 100_000):
+                last = min(count, first + 99_999)
+                assert client.eval(fill, 1, keys.ready, "ready", first, last) == last
+                assert client.eval(fill, 1, keys.dead, "dead", first, last) == last
         orjson.loads(client.lindex(QueueKeys("huge", prefix).dead, 0))  # valid entries
         client.close()
         yield server, prefix
