@@ -23,6 +23,7 @@ from producer.keys import QueueKeys
 from producer.schedule import Schedule, make_schedule
 from producer.scripts import PRODUCER_SCRIPTS, ScriptCall
 from producer.steps import Step
+from producer.tracing import current_trace_context
 from producer.unique_tasks import UniqueTask, UniqueTaskCatalogs
 
 DEFAULT_BATCH_SIZE = 1000
@@ -83,8 +84,9 @@ def plan_batches(
         raise InvalidSchedule("a delayed push cannot go to the front")
     payloads: list[bytes] = []
     ids: list[str] = []
+    trace = current_trace_context()  # one look for the whole push: it cannot change meanwhile
     for envelope in reversed(list(envelopes)) if front else envelopes:
-        stamp(envelope)
+        stamp(envelope, trace)
         ttl = unique_ttl
         if unique_tasks and envelope.unique is None and envelope.group is None:
             declared = unique_tasks.get(envelope.task)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
@@ -113,9 +113,12 @@ def validate_envelope(
         raise InvalidJob(message, source=source, index=index, field=field, line=line) from None
 
 
-def stamp(envelope: JobEnvelope) -> JobEnvelope:
-    """Give the envelope an id and an enqueue time when the producer did not set them, and
-    the caller's trace context (producer/tracing.py) when it has one and the job none."""
+def stamp(
+    envelope: JobEnvelope, trace: dict[str, str] | Literal["current"] | None = "current"
+) -> JobEnvelope:
+    """Give the envelope an id and an enqueue time when the producer did not set them, and a
+    trace context when the job has none: the caller's (producer/tracing.py), or `trace`, when
+    a batch looked it up once for all its jobs."""
     # Written to the model's fields directly: both values are valid by construction, and
     # the validating `BaseModel.__setattr__` cost as much as encoding the whole job.
     fields = envelope.__dict__
@@ -123,11 +126,11 @@ def stamp(envelope: JobEnvelope) -> JobEnvelope:
         fields["id"] = new_job_id()
     if fields["enqueued_at"] is None:
         fields["enqueued_at"] = time.time()
-    extra = envelope.__pydantic_extra__
-    if extra is not None and "trace" not in extra:
+    if trace == "current":
         trace = current_trace_context()
-        if trace is not None:
-            extra["trace"] = trace
+    extra = envelope.__pydantic_extra__
+    if trace is not None and extra is not None and "trace" not in extra:
+        extra["trace"] = trace
     return envelope
 
 
