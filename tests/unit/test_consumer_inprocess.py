@@ -146,6 +146,7 @@ class Rig:
             running=self.running,
             loop=self.loop,
             start_jobs=self.runner.start,
+            launch=self.runner.launch,
             decode=decode or self.decode,
             heartbeat=self.liveness,  # type: ignore[arg-type]  # what the consumer asks of it
             metrics=self.metrics,
@@ -697,6 +698,56 @@ def test_a_start_whose_reply_was_lost_is_sent_again_with_its_token_and_counted_o
     assert again == first  # the same call: the same token (ARGV[4]) and the same jobs
     assert tracker.attempts == {"once-a": [1], "once-b": [1]}
     assert attempts_of(redis_client, keys, ["once-a", "once-b"]) == {1}
+
+
+def noting_the_thread(threads: list[str], then: Fault | None = None) -> Fault:
+    """A fault for the start call: note which thread sends it, then run it (or `then`)."""
+
+    def fault(real: Callable[[], Any], call: ScriptCall | None) -> Any:
+        threads.append(threading.current_thread().name)
+        return real() if then is None else then(real, call)
+
+    return fault
+
+
+def test_a_job_popped_by_an_idle_consumer_is_counted_by_the_consumer_and_run_once(
+    rig: Rig, redis_client: redis.Redis, queue_name: str, tracker: Tracker
+) -> None:
+    keys = rig.keys[queue_name]
+    threads: list[str] = []
+    consumer, _seams = rig.consumer(
+        queue_name, poll_timeout=30, faults={"start": [noting_the_thread(threads)] * 2}
+    )
+    wait_for(lambda: blocked_in_pop(redis_client, consumer._client_id))
+    push_work(redis_client, keys, ["popped"])
+    wait_for(lambda: all_succeeded(redis_client, keys, ["popped"]))
+    rig.wait_settled()
+    assert threads == [consumer.name]  # not the loop's: one round trip less on its path
+    assert tracker.attempts == {"popped": [1]}
+    assert attempts_of(redis_client, keys, ["popped"]) == {1}
+    assert_queue_empty(redis_client, rig, queue_name)
+
+
+@pytest.mark.parametrize("fault", [reply_lost, link_dropped, server_error])
+def test_a_start_the_consumer_could_not_count_is_counted_once_by_the_loop(
+    rig: Rig, redis_client: redis.Redis, queue_name: str, tracker: Tracker, fault: Fault
+) -> None:
+    keys = rig.keys[queue_name]
+    threads: list[str] = []
+    faults = [noting_the_thread(threads, fault), noting_the_thread(threads)]
+    consumer, seams = rig.consumer(queue_name, poll_timeout=30, faults={"start": faults})
+    wait_for(lambda: blocked_in_pop(redis_client, consumer._client_id))
+    push_work(redis_client, keys, ["handed-on"])
+    wait_for(lambda: all_succeeded(redis_client, keys, ["handed-on"]))
+    rig.wait_settled()
+    assert threads[0] == consumer.name
+    assert len(threads) == 2
+    assert threads[1] != consumer.name
+    first, again = [call for call in seams.seen if call.script == "start"]
+    assert again == first  # the same token: a start that ran is not counted twice
+    assert tracker.attempts == {"handed-on": [1]}
+    assert attempts_of(redis_client, keys, ["handed-on"]) == {1}
+    assert_queue_empty(redis_client, rig, queue_name)
 
 
 def move_to_another_worker(client: redis.Redis, keys: QueueKeys, job_id: str) -> Fault:

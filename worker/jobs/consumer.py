@@ -10,8 +10,10 @@ list while the worker has no room for it. A job's path here, top to bottom:
 2. `_prepare`: decode and validate each job; bad input goes to the dead list, uncounted.
 3. `_launch`: register the jobs with their leases and submit the batch to the loop, where the
    runner counts their starts in one round trip (`start.lua`, which also tells a job no longer
-   held) and runs each (`worker.jobs.runner`). The thread goes back to taking meanwhile. The
-   registry of running jobs releases each lease when the job's life here ends.
+   held) and runs each (`worker.jobs.runner`). The thread goes back to taking meanwhile. A job
+   that came by a blocking pop (an idle worker) has its start counted here instead, on the
+   connection that took it, and reaches the loop ready to run. The registry of running jobs
+   releases each lease when the job's life here ends.
 
 When a take says suspects wait (jobs that were running on a worker that died), the thread
 runs them first, a group at a time, with every slot of the worker held so that nothing runs
@@ -37,8 +39,9 @@ from producer.errors import RedisUnavailable
 from producer.keys import QueueKeys
 from worker.errors import MalformedJob
 from worker.jobs.decode import ReceivedJob, RejectedJob
+from worker.jobs.outcomes import start_call
 from worker.jobs.priorities import QueueOrder
-from worker.jobs.protocol import Failure, held_job_id, start_token
+from worker.jobs.protocol import Failure, Started, held_job_id, start_token, started
 from worker.jobs.queues import SyncQueue, log_recovered
 from worker.jobs.running import JobDone, RunningJob, RunningJobs
 from worker.jobs.slots import Lease, Slots
@@ -75,6 +78,8 @@ class Loop(Protocol):
 
     def submit(self, coroutine: Coroutine[Any, Any, None]) -> Future[None]: ...
 
+    def call_soon(self, callback: Callable[..., object], *args: object) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class JobPath:
@@ -85,6 +90,8 @@ class JobPath:
     loop: Loop
     # Counts the starts of a batch and runs its jobs (`JobRunner.start`).
     start_jobs: Callable[[list[RunningJob], str, JobDone, int | None], Coroutine[Any, Any, None]]
+    # Runs the jobs of a batch whose starts were counted already (`JobRunner.launch`).
+    launch: Callable[[list[RunningJob], list[Started], JobDone], None]
     decode: Callable[[bytes, QueueKeys], ReceivedJob | RejectedJob]
     heartbeat: Liveness
     metrics: WorkerMetrics
@@ -161,11 +168,12 @@ class ConsumerThread(threading.Thread):
                     self._give_back(raw)
                     lease.release()
                 break
-            self._start_batch(raws, leases)
+            # A job that came to an idle worker: counted here, so it runs as it reaches the
+            # loop (docs/performance.md, W3).
+            self._start_batch(raws, leases, count_here=popped)
             if popped:
-                # The job came to an idle worker: give up the GIL so that the loop thread,
-                # woken by the hand-off, starts it now rather than once this thread blocks
-                # in its next round trip.
+                # Give up the GIL so that the loop thread, woken by the hand-off, starts the
+                # job now rather than once this thread blocks in its next round trip.
                 time.sleep(0)
 
     def wake(self, redis_url: str, until_stopped: bool = True) -> None:
@@ -368,10 +376,12 @@ class ConsumerThread(threading.Thread):
     # -- 2. prepare, 3. launch ---------------------------------------------------------------
 
     def _start_batch(
-        self, raws: list[bytes], leases: list[Lease], group: int | None = None
-    ) -> None:
+        self, raws: list[bytes], leases: list[Lease], group: int | None = None,
+        count_here: bool = False,
+    ) -> None:  # fmt: skip
         """Decode the jobs taken together and hand those to run to the loop. `group`: how
-        many jobs at most run on the worker beside them, when that is known (a trial)."""
+        many jobs at most run on the worker beside them, when that is known (a trial).
+        `count_here`: count their starts from this thread rather than from the loop."""
         batch: list[RunningJob] = []
         for raw, lease in zip(raws, leases, strict=True):
             job = self._prepare_safely(raw)
@@ -382,7 +392,7 @@ class ConsumerThread(threading.Thread):
         if batch:
             if group is None and self._path.slots.capacity == 1:
                 group = 1  # this worker runs one job at a time
-            self._launch(batch, group)
+            self._launch(batch, group, count_here)
 
     def _prepare_safely(self, raw: bytes) -> ReceivedJob | None:
         """The job to run; None when it was dead-lettered (or kept back)."""
@@ -408,12 +418,42 @@ class ConsumerThread(threading.Thread):
             return decoded.adopted()
         return decoded
 
-    def _launch(self, batch: list[RunningJob], group: int | None) -> None:
+    def _launch(self, batch: list[RunningJob], group: int | None, count_here: bool) -> None:
         # One token per batch: a start sent again after a lost reply counts nothing twice.
         token = start_token(self._token_prefix)
+        if count_here:
+            starts = self._count_starts(batch, token, group)
+            if starts is not None:
+                self._path.loop.call_soon(self._run_counted, batch, starts)
+                return
+        # Counted on the loop, where a busy worker's starts share round trips with outcomes.
         start = self._path.start_jobs(batch, token, self._job_done, group)
         future = self._path.loop.submit(start)
         future.add_done_callback(lambda done: self._batch_started(batch, done))
+
+    def _count_starts(
+        self, batch: list[RunningJob], token: str, group: int | None
+    ) -> list[Started] | None:
+        """Count the batch's starts on this thread's connection, which has just taken the
+        jobs: the loop then only runs them, one thread wake-up and round trip less on an idle
+        worker's path. None when that failed: the loop counts them then, with the same token
+        (nothing counted twice), waiting out an outage or dead-lettering them after a bug."""
+        try:
+            return started(self._queue.run(start_call(self._queue.protocol, batch, token, group)))
+        except Exception as exc:  # noqa: BLE001 - the loop's path deals with every failure
+            log.debug("consumer.start_on_loop", queue=self.keys.queue, error=repr(exc))
+            return None
+
+    def _run_counted(self, batch: list[RunningJob], starts: list[Started]) -> None:
+        # On the loop thread. A job not started (attempt 0) ends its life here now.
+        try:
+            self._path.launch(batch, starts, self._job_done)
+        except Exception:  # a bug: the jobs not started go back with the next take
+            self._reconcile.set()
+            log.exception("consumer.launch_failed", queue=self.keys.queue)
+        for entry in batch:
+            if entry.attempt == 0:
+                self._path.running.finish(entry)
 
     def _batch_started(self, batch: list[RunningJob], future: Future[None]) -> None:
         # On the loop thread. Jobs whose start was not counted never ran: their life here

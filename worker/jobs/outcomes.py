@@ -19,12 +19,23 @@ import structlog
 from producer.scripts import ScriptCall
 from worker.errors import JobError
 from worker.jobs.promoter import Promoter
-from worker.jobs.protocol import Failure, JobStart, Started, started
+from worker.jobs.protocol import Failure, JobStart, QueueProtocol, Started, started
 from worker.jobs.queues import AsyncQueue
 from worker.jobs.running import RunningJob
 from worker.redis_health import AsyncOutages
 
 log = structlog.get_logger()
+
+
+def start_call(
+    protocol: QueueProtocol, batch: list[RunningJob], token: str, group: int | None
+) -> ScriptCall:
+    """The script call that counts the start of jobs taken together from one queue."""
+    starts = [
+        JobStart(job.id, job.raw, job.task, job.max_attempts, job.envelope.enqueued_at, job.links)
+        for job in (entry.job for entry in batch)
+    ]
+    return protocol.start(starts, token, group)
 
 
 class OutcomeStore:
@@ -37,18 +48,7 @@ class OutcomeStore:
         """Count the start of jobs taken together from one queue (one script call). Sent
         again after a lost reply with the same `token`, it counts nothing twice."""
         queue = self._queues[batch[0].job.queue]
-        starts = [
-            JobStart(
-                job.id,
-                job.raw,
-                job.task,
-                job.max_attempts,
-                job.envelope.enqueued_at,
-                job.links,
-            )
-            for job in (entry.job for entry in batch)
-        ]
-        return started(await self._run(queue, queue.protocol.start(starts, token, group)))
+        return started(await self._run(queue, start_call(queue.protocol, batch, token, group)))
 
     def promoter(self, queue: str) -> Promoter:
         """What promotes the queue's delayed jobs at the due times this worker knows of."""

@@ -3,7 +3,8 @@
 `JobRunner.start` is the coroutine the consumer thread submits for each batch of jobs it took:
 it counts their starts in one script call (on the loop's pipelined connection, so it shares a
 round trip with other jobs' outcomes rather than hold up the next take), then runs each job as
-a task of its own (`JobRunner.run`). That binds the job's context for every log line, applies
+a task of its own (`JobRunner.run`); `JobRunner.launch` runs jobs whose starts the consumer
+counted itself. That binds the job's context for every log line, applies
 the per-task limit and the timeout, calls the handler (`def` handlers in a thread pool, so they
 never block the loop), and records the outcome (`worker.jobs.outcomes`). Cancellation comes
 only from shutdown: the job goes back to the front of its queue.
@@ -27,7 +28,7 @@ from worker.errors import HandlerFailed, JobError, JobTimeout, ResultNotSerializ
 from worker.jobs.decode import ReceivedJob
 from worker.jobs.outcomes import OutcomeStore
 from worker.jobs.progress import ProgressHandle
-from worker.jobs.protocol import CANCELLED_INSTEAD, Failure
+from worker.jobs.protocol import CANCELLED_INSTEAD, Failure, Started
 from worker.jobs.running import JobDone, RunningJob
 from worker.jobs.throughput import ThroughputCounter
 from worker.metrics import WorkerMetrics
@@ -89,33 +90,34 @@ class JobRunner:
             log.exception("job.start_failed", queue=batch[0].job.queue, jobs=len(batch))
             await self._reject_all(batch, exc)
             return
+        self.launch(batch, starts, done)
+
+    def launch(self, batch: list[RunningJob], starts: list[Started], done: JobDone) -> None:
+        """Run each job of a batch whose start was counted (`starts`, in the batch's order) as
+        a task of its own; log why each of the others was not started. On the loop's thread."""
         loop = asyncio.get_running_loop()
         for entry, found in zip(batch, starts, strict=True):
             if found.attempt == 0:
-                job = entry.job
-                if found.cancelled:
-                    log.info(
-                        "job.cancelled",
-                        job_id=job.id,
-                        task=job.task,
-                        queue=job.queue,
-                        started=False,
-                    )
-                    self._metrics.job_finished(job.queue, job.task, "cancelled", None)
-                elif found.put_back:
-                    log.info("job.put_back_paused", job_id=job.id, task=job.task, queue=job.queue)
-                elif found.over_limit:
-                    # Waits in Redis for a permit or for its time: no slot, no attempt.
-                    log.debug("job.over_limit", job_id=job.id, task=job.task, queue=job.queue)
-                    if found.due_ms:
-                        self._store.promoter(job.queue).follow_until(found.due_ms)
-                else:
-                    log.warning("job.not_held", job_id=job.id, task=job.task, queue=job.queue)
+                self._not_started(entry.job, found)
                 continue
             entry.attempt, entry.forgiven = abs(found.attempt), found.forgiven
             entry.used_up = found.attempt < 0
             entry.task = loop.create_task(self.run(entry))
             entry.task.add_done_callback(functools.partial(done, entry))
+
+    def _not_started(self, job: ReceivedJob, found: Started) -> None:
+        if found.cancelled:
+            log.info("job.cancelled", job_id=job.id, task=job.task, queue=job.queue, started=False)
+            self._metrics.job_finished(job.queue, job.task, "cancelled", None)
+        elif found.put_back:
+            log.info("job.put_back_paused", job_id=job.id, task=job.task, queue=job.queue)
+        elif found.over_limit:
+            # Waits in Redis for a permit or for its time: no slot, no attempt.
+            log.debug("job.over_limit", job_id=job.id, task=job.task, queue=job.queue)
+            if found.due_ms:
+                self._store.promoter(job.queue).follow_until(found.due_ms)
+        else:
+            log.warning("job.not_held", job_id=job.id, task=job.task, queue=job.queue)
 
     async def _reject_all(self, batch: list[RunningJob], error: Exception) -> None:
         failure = Failure("worker_error", f"the worker could not start it: {error!r}", "")

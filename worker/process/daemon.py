@@ -219,6 +219,7 @@ class Worker:
             running=self.running,
             loop=self.loop_thread,
             start_jobs=runner.start,
+            launch=runner.launch,
             decode=functools.partial(decode_job, registry=self.registry, settings=self.settings),
             heartbeat=self.heartbeat,
             metrics=self.metrics,
