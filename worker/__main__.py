@@ -1,3 +1,3 @@
-from worker.cli import main
+from worker.entry_point import main
 
 main()
