@@ -47,8 +47,9 @@ from tests.unit.inprocess import (
     server_error,
 )
 from worker import Backoff
-from worker.jobs.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread, JobPath
+from worker.jobs.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread
 from worker.jobs.decode import ReceivedJob, RejectedJob, decode_job
+from worker.jobs.handoff import JobPath
 from worker.jobs.outcomes import OutcomeStore
 from worker.jobs.protocol import JobStart, QueueProtocol, start_token
 from worker.jobs.queues import SyncQueue, pipelined_worker_scripts

@@ -8,12 +8,13 @@ list while the worker has no room for it. A job's path here, top to bottom:
    or, when none waits, a blocking pop of one (`BLMOVE`, a reliable pop into this worker's
    processing list). The pop's timeout is how often the thread checks whether to stop.
 2. `_prepare`: decode and validate each job; bad input goes to the dead list, uncounted.
-3. `_launch`: register the jobs with their leases and submit the batch to the loop, where the
-   runner counts their starts in one round trip (`start.lua`, which also tells a job no longer
-   held) and runs each (`worker.jobs.runner`). The thread goes back to taking meanwhile. A job
-   that came by a blocking pop (an idle worker) has its start counted here instead, on the
-   connection that took it, and reaches the loop ready to run. The registry of running jobs
-   releases each lease when the job's life here ends.
+3. `_start_batch`: register the jobs with their leases and hand the batch to the loop
+   (`worker.jobs.handoff`), where the runner counts their starts in one round trip
+   (`start.lua`, which also tells a job no longer held) and runs each (`worker.jobs.runner`).
+   The thread goes back to taking meanwhile. A job that came by a blocking pop (an idle
+   worker) has its start counted by this thread instead, on the connection that took it, and
+   reaches the loop ready to run. The registry of running jobs releases each lease when the
+   job's life here ends.
 
 When a take says suspects wait (jobs that were running on a worker that died), the thread
 runs them first, a group at a time, with every slot of the worker held so that nothing runs
@@ -22,31 +23,23 @@ beside them (`_run_trial`, docs/reliability.md#blame).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from redis.exceptions import NoPermissionError, RedisError
 
 from producer.envelope import new_job_id
 from producer.errors import RedisUnavailable
-from producer.keys import QueueKeys
 from worker.errors import MalformedJob
 from worker.jobs.decode import ReceivedJob, RejectedJob
-from worker.jobs.outcomes import start_call
-from worker.jobs.priorities import QueueOrder
-from worker.jobs.protocol import Failure, Started, held_job_id, start_token, started
+from worker.jobs.handoff import HandOff, JobPath
+from worker.jobs.protocol import Failure, held_job_id
 from worker.jobs.queues import SyncQueue, log_recovered
-from worker.jobs.running import JobDone, RunningJob, RunningJobs
-from worker.jobs.slots import Lease, Slots
-from worker.jobs.throughput import ThroughputCounter
-from worker.metrics import WorkerMetrics
+from worker.jobs.running import RunningJob
+from worker.jobs.slots import Lease
 from worker.redis_health import ReconnectDelay, SyncOutages
 
 log = structlog.get_logger()
@@ -64,42 +57,6 @@ PAUSED_POLL = 0.5
 # How long `wake` keeps trying to end a pop that was sent as the stop was requested.
 WAKE_FOR = 2.0
 WAKE_AGAIN_AFTER = 0.02
-
-
-class Liveness(Protocol):
-    """This worker's heartbeat, as the consumer needs it (`worker.process.heartbeat`)."""
-
-    def fresh(self) -> bool:
-        """Whether taking a job is safe: the liveness keys outlive the next beat."""
-
-
-class Loop(Protocol):
-    """The event loop's thread, as the consumer needs it (`worker.process.loop_thread`)."""
-
-    def submit(self, coroutine: Coroutine[Any, Any, None]) -> Future[None]: ...
-
-    def call_soon(self, callback: Callable[..., object], *args: object) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class JobPath:
-    """What every consumer of a worker hands its jobs on to; built once by the worker."""
-
-    slots: Slots
-    running: RunningJobs
-    loop: Loop
-    # Counts the starts of a batch and runs its jobs (`JobRunner.start`).
-    start_jobs: Callable[[list[RunningJob], str, JobDone, int | None], Coroutine[Any, Any, None]]
-    # Runs the jobs of a batch whose starts were counted already (`JobRunner.launch`).
-    launch: Callable[[list[RunningJob], list[Started], JobDone], None]
-    decode: Callable[[bytes, QueueKeys], ReceivedJob | RejectedJob]
-    heartbeat: Liveness
-    metrics: WorkerMetrics
-    stop: threading.Event  # set: take no more jobs
-    # Which consumer takes a free slot first, for a worker of several queues (else None).
-    order: QueueOrder | None = None
-    # Counts the bad input dead-lettered here, for the queue's throughput history.
-    throughput: ThroughputCounter = field(default_factory=ThroughputCounter)
 
 
 class ConsumerThread(threading.Thread):
@@ -133,7 +90,7 @@ class ConsumerThread(threading.Thread):
         self._idle = False
         self._look_again = threading.Event()  # `wake` asks for a full look at the queue
         self._paused = False
-        self._token_prefix = f"{new_job_id()[:16]}-"
+        self._hand_off = HandOff(queue, path, self._reconcile, f"{new_job_id()[:16]}-")
         self._delay = ReconnectDelay()  # between takes that failed
 
     # -- the loop ------------------------------------------------------------------------
@@ -392,7 +349,7 @@ class ConsumerThread(threading.Thread):
         if batch:
             if group is None and self._path.slots.capacity == 1:
                 group = 1  # this worker runs one job at a time
-            self._launch(batch, group, count_here)
+            self._hand_off.launch(batch, group, count_here)
 
     def _prepare_safely(self, raw: bytes) -> ReceivedJob | None:
         """The job to run; None when it was dead-lettered (or kept back)."""
@@ -417,71 +374,6 @@ class ConsumerThread(threading.Thread):
             self._call(self._queue.protocol.adopt(raw, decoded.stamped), "adopt")
             return decoded.adopted()
         return decoded
-
-    def _launch(self, batch: list[RunningJob], group: int | None, count_here: bool) -> None:
-        # One token per batch: a start sent again after a lost reply counts nothing twice.
-        token = start_token(self._token_prefix)
-        if count_here:
-            starts = self._count_starts(batch, token, group)
-            if starts is not None:
-                self._path.loop.call_soon(self._run_counted, batch, starts)
-                return
-        # Counted on the loop, where a busy worker's starts share round trips with outcomes.
-        start = self._path.start_jobs(batch, token, self._job_done, group)
-        future = self._path.loop.submit(start)
-        future.add_done_callback(lambda done: self._batch_started(batch, done))
-
-    def _count_starts(
-        self, batch: list[RunningJob], token: str, group: int | None
-    ) -> list[Started] | None:
-        """Count the batch's starts on this thread's connection, which has just taken the
-        jobs: the loop then only runs them, one thread wake-up and round trip less on an idle
-        worker's path. None when that failed: the loop counts them then, with the same token
-        (nothing counted twice), waiting out an outage or dead-lettering them after a bug."""
-        try:
-            return started(self._queue.run(start_call(self._queue.protocol, batch, token, group)))
-        except Exception as exc:  # noqa: BLE001 - the loop's path deals with every failure
-            log.debug("consumer.start_on_loop", queue=self.keys.queue, error=repr(exc))
-            return None
-
-    def _run_counted(self, batch: list[RunningJob], starts: list[Started]) -> None:
-        # On the loop thread. A job not started (attempt 0) ends its life here now.
-        try:
-            self._path.launch(batch, starts, self._job_done)
-        except Exception:  # a bug: the jobs not started go back with the next take
-            self._reconcile.set()
-            log.exception("consumer.launch_failed", queue=self.keys.queue)
-        for entry in batch:
-            if entry.attempt == 0:
-                self._path.running.finish(entry)
-
-    def _batch_started(self, batch: list[RunningJob], future: Future[None]) -> None:
-        # On the loop thread. Jobs whose start was not counted never ran: their life here
-        # ends now. A start cut short by shutdown leaves them in the processing list.
-        for entry in batch:
-            if entry.attempt == 0:
-                self._path.running.finish(entry)
-        error = None if future.cancelled() else future.exception()
-        if error is not None:  # a bug: the jobs not started go back with the next take
-            self._reconcile.set()
-            log.error("consumer.launch_failed", queue=self.keys.queue, error=repr(error))
-
-    def _job_done(self, entry: RunningJob, future: Future[None] | asyncio.Future[None]) -> None:
-        # On the loop thread, once the job's coroutine has finished, cleanup included.
-        self._path.running.finish(entry)
-        error = None if future.cancelled() else future.exception()
-        if error is not None and not isinstance(error, asyncio.CancelledError):
-            # The runner could not record an outcome (a bug, or a Redis error that waiting
-            # cannot cure): the job is still in our processing list. The next take puts such
-            # jobs back in the ready list, so it runs again rather than wait for a restart.
-            self._reconcile.set()
-            log.error(
-                "job.unrecorded",
-                job_id=entry.job.id,
-                queue=self.keys.queue,
-                error=f"{type(error).__name__}: {error}",
-                detail="the job goes back to the ready list",
-            )
 
     # -- jobs that go back or to the dead list -----------------------------------------------
 

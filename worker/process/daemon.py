@@ -30,8 +30,9 @@ from producer.keys import QueueKeys
 from producer.scripts import PipelinedScripts
 from worker.cpu_affinity import available_cpus, format_cpu_list
 from worker.jobs.cancels import CancelListener
-from worker.jobs.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread, JobPath
+from worker.jobs.consumer import SOCKET_TIMEOUT_MARGIN, ConsumerThread
 from worker.jobs.decode import decode_job
+from worker.jobs.handoff import JobPath
 from worker.jobs.outcomes import OutcomeStore
 from worker.jobs.priorities import QueueOrder
 from worker.jobs.protocol import QueueProtocol
