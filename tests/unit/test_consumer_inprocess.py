@@ -751,6 +751,36 @@ def test_a_start_the_consumer_could_not_count_is_counted_once_by_the_loop(
     assert_queue_empty(redis_client, rig, queue_name)
 
 
+def test_a_counted_job_the_loop_could_not_run_goes_back_and_runs_again(
+    rig: Rig,
+    redis_client: redis.Redis,
+    queue_name: str,
+    tracker: Tracker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = rig.keys[queue_name]
+    launch = rig.runner.launch
+    failed_once = threading.Event()
+
+    def launch_failing_once(*args: Any) -> None:
+        if not failed_once.is_set():
+            failed_once.set()  # a bug between the counted start and the job's task
+            raise RuntimeError("could not launch")
+        launch(*args)
+
+    monkeypatch.setattr(rig.runner, "launch", launch_failing_once)
+    with capture_logs() as logs:
+        consumer, _ = rig.consumer(queue_name, poll_timeout=1)
+        wait_for(lambda: blocked_in_pop(redis_client, consumer._client_id))
+        push_work(redis_client, keys, ["relaunched"])
+        wait_for(lambda: all_succeeded(redis_client, keys, ["relaunched"]))
+        rig.wait_settled()
+    assert events(logs, "consumer.launch_failed")
+    assert events(logs, "consumer.job_returned")
+    assert tracker.attempts == {"relaunched": [2]}  # the counted start that never ran stays
+    assert_queue_empty(redis_client, rig, queue_name)
+
+
 def move_to_another_worker(client: redis.Redis, keys: QueueKeys, job_id: str) -> Fault:
     """A fault for the start call: first, job `job_id` is recovered from our processing list
     and taken by another worker (its reply to our take was still on its way)."""
