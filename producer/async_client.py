@@ -109,6 +109,7 @@ class AsyncProducer(ProducerBase):
             DEFAULT_BATCH_SIZE,
             unique_ttl=_unique_ttl,
             durable=_durable,
+            traced=True,  # build_envelope stamped the caller's trace context
         )
         return pushed[0]
 
@@ -136,6 +137,7 @@ class AsyncProducer(ProducerBase):
         *,
         unique_ttl: float | None = None,
         durable: bool = False,
+        traced: bool = False,
     ) -> list[str]:
         keys = self.keys_for(queue)
         if durable and is_cluster_client(self.redis):
@@ -151,6 +153,7 @@ class AsyncProducer(ProducerBase):
             schedule=schedule,
             batch_size=batch_size,
             unique_ttl=unique_ttl,
+            traced=traced,
             unique_tasks=await self._declared_unique(keys),
         )
         for group in rounds(batches, 1 if durable else DEFAULT_BATCHES_PER_ROUND):

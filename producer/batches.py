@@ -64,6 +64,7 @@ def plan_batches(
     batch_size: int = DEFAULT_BATCH_SIZE,
     unique_ttl: float | None = None,
     unique_tasks: Mapping[str, UniqueTask] | None = None,
+    traced: bool = False,
 ) -> Iterator[Batch]:
     """Group jobs into pushes that keep their order.
 
@@ -79,12 +80,16 @@ def plan_batches(
 
     A job of a task its workers declared unique (`unique_tasks`), pushed without a key of its
     own and outside a group, gets the key derived from its arguments (producer.unique_tasks).
+
+    Jobs without a trace context get the caller's, looked up once; `traced`: the envelopes were
+    stamped with it already (`plan_push` builds its one envelope that way).
     """
     if front and schedule is not None:
         raise InvalidSchedule("a delayed push cannot go to the front")
     payloads: list[bytes] = []
     ids: list[str] = []
-    trace = current_trace_context()  # one look for the whole push: it cannot change meanwhile
+    # One look for the whole push: it cannot change meanwhile.
+    trace = None if traced else current_trace_context()
     for envelope in reversed(list(envelopes)) if front else envelopes:
         stamp(envelope, trace)
         ttl = unique_ttl
