@@ -41,7 +41,7 @@ from worker.jobs.outcomes import OutcomeStore
 from worker.jobs.protocol import JobStart, QueueProtocol, start_token, started
 from worker.jobs.queues import AsyncQueue, pipelined_worker_scripts
 from worker.jobs.runner import JobRunner
-from worker.jobs.running import RunningJob
+from worker.jobs.running import RunningJob, RunningJobs
 from worker.jobs.slots import Slots
 from worker.metrics import WorkerMetrics
 from worker.redis_health import AsyncOutages, RedisHealth
@@ -462,6 +462,41 @@ def test_a_cancelled_job_stays_held_when_redis_is_down_past_the_requeue_limit(
             assert redis_client.llen(harness.processing) == 1  # recovered after the TTL
 
     run(scenario)
+
+
+def test_a_producers_cancel_heard_before_the_jobs_task_first_runs_is_recorded_cancelled(
+    harness_on: Callable[[], Any], redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    # The job's start is counted (its record says running) and its task is created, but the
+    # cancel listener runs before the task's first step: a consumer-counted start makes that
+    # likely, as the producer sees `running` before the loop has launched the job.
+    async def scenario() -> None:
+        async with harness_on() as harness:
+            raw = job("inproc.hang", "early-1")
+            decoded = decode_job(raw, keys, REGISTRY, harness.settings)
+            assert isinstance(decoded, ReceivedJob)
+            redis_client.lpush(harness.processing, raw)
+            start = JobStart(decoded.id, raw, decoded.task, decoded.max_attempts, None)
+            call = harness.queue.protocol.start([start], start_token("t-"), None)
+            starts = started(await harness.queue.run(call))
+            jobs = RunningJobs()
+            lease = harness.slots.lease(0)
+            assert lease is not None
+            entry = jobs.add(decoded, lease)
+            ended = asyncio.Event()
+            with capture_logs() as logs:
+                harness.runner.launch([entry], starts, lambda *_: ended.set())
+                redis_client.hset(keys.job("early-1"), "cancel_requested", 1)  # cancel.lua's
+                assert jobs.cancel_by_request(keys.queue, "early-1") == 1
+                await asyncio.wait_for(ended.wait(), 5)
+            assert entry.task is not None
+            assert not entry.task.cancelled()
+            assert "job.cancelled" in names(logs)
+            assert not TRACKER.started("early-1")  # the handler never ran
+            assert redis_client.llen(harness.processing) == 0
+
+    run(scenario)
+    assert record(redis_client, keys, "early-1")["status"] == "cancelled"
 
 
 # -- outcomes that cannot be written -------------------------------------------------------------

@@ -130,6 +130,7 @@ class JobRunner:
 
     async def run(self, running: RunningJob) -> None:
         running.task = asyncio.current_task()
+        running.began = True  # from here, a producer's cancel cancels this task
         job = running.job
         # Every log line of this task (the handler's too) carries the job's context; the
         # task has a context of its own, so nothing needs undoing at the end.

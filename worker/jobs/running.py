@@ -32,6 +32,9 @@ class RunningJob:
     used_up: bool = False  # not started: its attempts are used up (lost while alone)
     # The task that runs the job: the one that counts its start, then the job's own.
     task: asyncio.Task[Any] | None = None
+    # Its own task has begun running it: before that, a cancel of the task would end the
+    # coroutine before its first line, and nothing would record the job's outcome.
+    began: bool = False
     # A producer asked for it to be cancelled (docs/futures.md#cancel).
     cancel_requested: bool = False
     # How the attempt ended, once it did (succeeded, retried, dead, cancelled, requeued),
@@ -98,8 +101,8 @@ class RunningJobs:
         with self._condition:
             found = [e for e in self._entries if e.job.id == job_id and e.job.queue == queue]
         for entry in found:
-            entry.cancel_requested = True
-            if entry.attempt > 0 and entry.task is not None:  # its own task, not its batch's
+            entry.cancel_requested = True  # seen by its task as it begins, if it has not yet
+            if entry.began and entry.task is not None:
                 entry.task.cancel()
         return len(found)
 
