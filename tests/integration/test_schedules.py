@@ -38,6 +38,17 @@ def tick_times(ids: Counter[str]) -> list[int]:
     return sorted(int(job_id.rsplit(":", 1)[1]) for job_id in ids)
 
 
+def skipped_late(workers: list[WorkerProcess], schedule: str) -> set[int]:
+    """The ticks (epoch ms) that a worker skipped and logged: reached later than half their
+    period, as docs/scheduling.md says, which a loaded machine can make happen."""
+    return {
+        round(event["latest_tick"] * 1000)
+        for worker in workers
+        for event in worker.events("schedule.missed")
+        if event["schedule"] == schedule and not event["pushed"]
+    }
+
+
 def test_three_workers_push_each_tick_once_through_a_sigkill(
     start_worker: Callable[..., WorkerProcess], redis_client: redis.Redis, keys: QueueKeys
 ) -> None:
@@ -53,8 +64,12 @@ def test_three_workers_push_each_tick_once_through_a_sigkill(
     assert set(counts.values()) == {1}, counts  # never twice
     times = tick_times(counts)
     assert len(times) >= 5
-    # No tick lost either: consecutive seconds from the first to the last.
-    assert [b - a for a, b in itertools.pairwise(times)] == [1000] * (len(times) - 1)
+    # No tick lost either: consecutive seconds from the first to the last, each pushed, or
+    # skipped in the open (a tick no worker reached within half a second, on a busy machine).
+    skipped = skipped_late(workers, "ticks.every_second")
+    assert not skipped & set(times), (skipped, times)
+    seen = sorted(set(times) | skipped)
+    assert [b - a for a, b in itertools.pairwise(seen)] == [1000] * (len(seen) - 1)
     record = redis_client.hgetall(keys.job(f"schedule:ticks.every_second:{times[0]}"))
     assert record[b"status"] == b"succeeded"
 
