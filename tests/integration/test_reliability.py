@@ -178,7 +178,8 @@ def test_a_paused_worker_whose_jobs_were_recovered_cannot_ack_them(
     assert job_events(paused, "job.succeeded") == []
     after = record(redis_client, keys, job_id)
     assert (after["status"], after["worker"]) == ("succeeded", worker_id(rescuer))
-    assert paused.events("worker.heartbeat_lapsed")
+    # Its heartbeat thread wakes with the loop on SIGCONT: either may write first.
+    wait_for(lambda: paused.events("worker.heartbeat_lapsed"))
 
 
 def test_a_job_that_kills_its_worker_every_time_ends_in_the_dead_list(
