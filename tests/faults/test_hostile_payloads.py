@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.conftest import wait_for
 from tests.faults.hostile import hostile_payloads, odd_but_valid_payloads
 from tests.faults.ledger import Ledger
 from tests.faults.processes import WorkerLauncher
@@ -73,6 +74,8 @@ def test_hostile_payloads_are_dead_lettered_with_a_reason_and_the_worker_serves_
         assert entry["error"], entry
         assert entry["id"], entry
     assert len(worker.events("worker.started")) == 1
+    # Each is logged just after its dead-letter write: the last line may trail the ledger.
+    wait_for(lambda: len(worker.events("job.dead")) >= len(hostile))
     assert len(worker.events("job.dead")) == len(hostile)
     assert ledger.leftovers() == {"ready": 0, "delayed": 0, "processing": 0}
     worker.terminate()
