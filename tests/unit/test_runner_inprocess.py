@@ -499,6 +499,39 @@ def test_a_producers_cancel_heard_before_the_jobs_task_first_runs_is_recorded_ca
     assert record(redis_client, keys, "early-1")["status"] == "cancelled"
 
 
+def test_a_shutdown_heard_before_the_jobs_task_first_runs_puts_the_job_back(
+    harness_on: Callable[[], Any], redis_client: redis.Redis, keys: QueueKeys
+) -> None:
+    # The same window on the way out: the grace runs out between the job's launch and its
+    # task's first step. The job goes back to the front of its queue, its start undone.
+    async def scenario() -> None:
+        async with harness_on() as harness:
+            raw = job("inproc.hang", "late-1")
+            decoded = decode_job(raw, keys, REGISTRY, harness.settings)
+            assert isinstance(decoded, ReceivedJob)
+            redis_client.lpush(harness.processing, raw)
+            start = JobStart(decoded.id, raw, decoded.task, decoded.max_attempts, None)
+            call = harness.queue.protocol.start([start], start_token("t-"), None)
+            starts = started(await harness.queue.run(call))
+            jobs = RunningJobs()
+            lease = harness.slots.lease(0)
+            assert lease is not None
+            entry = jobs.add(decoded, lease)
+            ended = asyncio.Event()
+            with capture_logs() as logs:
+                harness.runner.launch([entry], starts, lambda *_: ended.set())
+                assert jobs.cancel_all() == 1
+                await asyncio.wait_for(ended.wait(), 5)
+            assert "job.requeued" in names(logs)
+            assert not TRACKER.started("late-1")  # the handler never ran
+            assert redis_client.llen(harness.processing) == 0
+            assert redis_client.lrange(keys.ready, 0, -1) == [raw]
+
+    run(scenario)
+    found = record(redis_client, keys, "late-1")
+    assert (found["status"], found["attempts"]) == ("queued", 0)
+
+
 # -- outcomes that cannot be written -------------------------------------------------------------
 
 LOST_OUTCOMES = {

@@ -6,8 +6,9 @@ round trip with other jobs' outcomes rather than hold up the next take), then ru
 a task of its own (`JobRunner.run`); `JobRunner.launch` runs jobs whose starts the consumer
 counted itself. That binds the job's context for every log line, applies
 the per-task limit and the timeout, calls the handler (`def` handlers in a thread pool, so they
-never block the loop), and records the outcome (`worker.jobs.outcomes`). Cancellation comes
-only from shutdown: the job goes back to the front of its queue.
+never block the loop), and records the outcome (`worker.jobs.outcomes`). A job cancelled by
+shutdown goes back to the front of its queue; one cancelled by a producer is recorded
+`cancelled`.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ class JobRunner:
             )
         )
         try:
-            if running.cancel_requested:  # cancelled between its start and now
+            if running.cancel_requested or running.stop_requested:  # since its launch
                 raise asyncio.CancelledError
             await self._run_attempt(running)
         except asyncio.CancelledError:

@@ -37,6 +37,8 @@ class RunningJob:
     began: bool = False
     # A producer asked for it to be cancelled (docs/futures.md#cancel).
     cancel_requested: bool = False
+    # Shutdown cancelled it before its task began: the task puts it back as it begins.
+    stop_requested: bool = False
     # How the attempt ended, once it did (succeeded, retried, dead, cancelled, requeued),
     # and the error of a failed one: for its span (worker/tracing).
     outcome: str = ""
@@ -130,7 +132,15 @@ class RunningJobs:
     def cancel_all(self) -> int:
         """Cancel every running job (shutdown); each requeues itself. Call on the loop."""
         with self._condition:
-            tasks = {entry.task for entry in self._entries if entry.task is not None}
+            entries = [entry for entry in self._entries if entry.task is not None]
+        tasks: set[asyncio.Task[Any]] = set()
+        for entry in entries:
+            if entry.attempt and not entry.began:
+                # Launched (its start counted), its task not yet run a step: a cancel now
+                # would end the coroutine before its first line, and nothing would requeue it.
+                entry.stop_requested = True
+            elif entry.task is not None:
+                tasks.add(entry.task)
         for task in tasks:
             task.cancel()
-        return len(tasks)
+        return len(entries)
