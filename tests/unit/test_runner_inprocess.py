@@ -38,7 +38,7 @@ from worker import Backoff
 from worker.jobs import runner as runner_module
 from worker.jobs.decode import ReceivedJob, decode_job
 from worker.jobs.outcomes import OutcomeStore
-from worker.jobs.protocol import JobStart, QueueProtocol, start_token, started
+from worker.jobs.protocol import JobStart, QueueProtocol, Started, start_token, started
 from worker.jobs.queues import AsyncQueue, pipelined_worker_scripts
 from worker.jobs.runner import JobRunner
 from worker.jobs.running import RunningJob, RunningJobs
@@ -464,6 +464,24 @@ def test_a_cancelled_job_stays_held_when_redis_is_down_past_the_requeue_limit(
     run(scenario)
 
 
+async def counted_start(
+    harness: Any, redis_client: redis.Redis, keys: QueueKeys, job_id: str
+) -> tuple[RunningJobs, RunningJob, list[Started]]:
+    """A job in the processing list with its start counted and a slot leased: what
+    `JobRunner.launch` is given, before its task exists."""
+    raw = job("inproc.hang", job_id)
+    decoded = decode_job(raw, keys, REGISTRY, harness.settings)
+    assert isinstance(decoded, ReceivedJob)
+    redis_client.lpush(harness.processing, raw)
+    start = JobStart(decoded.id, raw, decoded.task, decoded.max_attempts, None)
+    call = harness.queue.protocol.start([start], start_token("t-"), None)
+    starts = started(await harness.queue.run(call))
+    jobs = RunningJobs()
+    lease = harness.slots.lease(0)
+    assert lease is not None
+    return jobs, jobs.add(decoded, lease), starts
+
+
 def test_a_producers_cancel_heard_before_the_jobs_task_first_runs_is_recorded_cancelled(
     harness_on: Callable[[], Any], redis_client: redis.Redis, keys: QueueKeys
 ) -> None:
@@ -472,17 +490,7 @@ def test_a_producers_cancel_heard_before_the_jobs_task_first_runs_is_recorded_ca
     # likely, as the producer sees `running` before the loop has launched the job.
     async def scenario() -> None:
         async with harness_on() as harness:
-            raw = job("inproc.hang", "early-1")
-            decoded = decode_job(raw, keys, REGISTRY, harness.settings)
-            assert isinstance(decoded, ReceivedJob)
-            redis_client.lpush(harness.processing, raw)
-            start = JobStart(decoded.id, raw, decoded.task, decoded.max_attempts, None)
-            call = harness.queue.protocol.start([start], start_token("t-"), None)
-            starts = started(await harness.queue.run(call))
-            jobs = RunningJobs()
-            lease = harness.slots.lease(0)
-            assert lease is not None
-            entry = jobs.add(decoded, lease)
+            jobs, entry, starts = await counted_start(harness, redis_client, keys, "early-1")
             ended = asyncio.Event()
             with capture_logs() as logs:
                 harness.runner.launch([entry], starts, lambda *_: ended.set())
@@ -506,17 +514,7 @@ def test_a_shutdown_heard_before_the_jobs_task_first_runs_puts_the_job_back(
     # task's first step. The job goes back to the front of its queue, its start undone.
     async def scenario() -> None:
         async with harness_on() as harness:
-            raw = job("inproc.hang", "late-1")
-            decoded = decode_job(raw, keys, REGISTRY, harness.settings)
-            assert isinstance(decoded, ReceivedJob)
-            redis_client.lpush(harness.processing, raw)
-            start = JobStart(decoded.id, raw, decoded.task, decoded.max_attempts, None)
-            call = harness.queue.protocol.start([start], start_token("t-"), None)
-            starts = started(await harness.queue.run(call))
-            jobs = RunningJobs()
-            lease = harness.slots.lease(0)
-            assert lease is not None
-            entry = jobs.add(decoded, lease)
+            jobs, entry, starts = await counted_start(harness, redis_client, keys, "late-1")
             ended = asyncio.Event()
             with capture_logs() as logs:
                 harness.runner.launch([entry], starts, lambda *_: ended.set())
@@ -525,7 +523,7 @@ def test_a_shutdown_heard_before_the_jobs_task_first_runs_puts_the_job_back(
             assert "job.requeued" in names(logs)
             assert not TRACKER.started("late-1")  # the handler never ran
             assert redis_client.llen(harness.processing) == 0
-            assert redis_client.lrange(keys.ready, 0, -1) == [raw]
+            assert redis_client.lrange(keys.ready, 0, -1) == [entry.job.raw]
 
     run(scenario)
     found = record(redis_client, keys, "late-1")
